@@ -1,0 +1,23 @@
+"""Run every benchmark; each prints its figures as ratios against a baseline
+measured in the same run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import metrics_throughput
+
+BENCHMARKS = [metrics_throughput]
+
+
+def main() -> None:
+    for benchmark in BENCHMARKS:
+        benchmark.main()
+        print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Tests for baseplate.config."""
+
+from __future__ import annotations
+
+import datetime
+import grp
+import os
+import pwd
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from baseplate import config
+from baseplate.config import ConfigurationError, EndpointConfiguration
+
+
+def parse_one(parser: Callable[[str], Any], text: str) -> Any:
+    """Parse one value through parse_config under the key ``opt``."""
+    return config.parse_config({"opt": text}, {"opt": parser}).opt
+
+
+def assert_rejected(parser: Callable[[str], Any], text: str, key: str = "opt") -> str:
+    """Assert that ``text`` fails to parse and the error names the key and value."""
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config({key: text}, {key: parser})
+    message = str(info.value)
+    assert info.value.key == key
+    assert message.startswith(f"{key}: invalid value {text!r}: ")
+    return message
+
+
+# The reference's examples, as written.
+
+CARDS = config.OneOf(clubs=1, spades=2, diamonds=3, hearts=4)
+
+
+def test_reference_example(tmp_path: Path) -> None:
+    some_file = tmp_path / "whatever.txt"
+    some_file.write_text("cool")
+    raw_config = {
+        "simple": "true",
+        "cards": "clubs, spades, diamonds",
+        "nested.once": "1",
+        "nested.really.deep": "3 seconds",
+        "some_file": str(some_file),
+        "sample_rate": "37.1%",
+        "interval": "30 seconds",
+    }
+    cfg = config.parse_config(
+        raw_config,
+        {
+            "simple": config.Boolean,
+            "cards": config.TupleOf(CARDS),
+            "nested": {
+                "once": config.Integer,
+                "really": {
+                    "deep": config.Timespan,
+                },
+            },
+            "some_file": config.File(mode="r"),
+            "optional": config.Optional(config.Integer, default=9001),
+            "sample_rate": config.Percent,
+            "interval": config.Fallback(config.Timespan, config.Integer),
+        },
+    )
+    assert cfg.simple is True
+    assert cfg.cards == [1, 2, 3]
+    assert cfg.nested.once == 1
+    assert str(cfg.nested.really.deep) == "0:00:03"
+    assert cfg.some_file.read() == "cool"
+    cfg.some_file.close()
+    assert cfg.optional == 9001
+    assert cfg.sample_rate == 0.371
+    assert str(cfg.interval) == "0:00:30"
+
+
+POPULATION = {
+    "population.cn": "1383890000",
+    "population.in": "1317610000",
+    "population.us": "325165000",
+    "population.id": "263447000",
+    "population.br": "207645000",
+}
+
+COUNTRIES = {
+    "countries.cn.population": "1383890000",
+    "countries.cn.capital": "Beijing",
+    "countries.in.population": "1317610000",
+    "countries.in.capital": "New Delhi",
+    "countries.us.population": "325165000",
+    "countries.us.capital": "Washington D.C.",
+    "countries.id.population": "263447000",
+    "countries.id.capital": "Jakarta",
+    "countries.br.population": "207645000",
+    "countries.br.capital": "Brasília",
+}
+
+
+def test_dict_of_parser() -> None:
+    cfg = config.parse_config(POPULATION, {"population": config.DictOf(config.Integer)})
+    assert len(cfg.population) == 5
+    assert cfg.population["br"] == 207645000
+    assert list(cfg.population) == ["cn", "in", "us", "id", "br"]
+
+
+def test_dict_of_nested_spec() -> None:
+    cfg = config.parse_config(
+        COUNTRIES,
+        {"countries": config.DictOf({"population": config.Integer, "capital": config.String})},
+    )
+    assert len(cfg.countries) == 5
+    assert cfg.countries["cn"].capital == "Beijing"
+    assert cfg.countries["id"].population == 263447000
+    assert cfg.countries["br"].capital == "Brasília"
+
+
+# parse_config and its result.
+
+
+def test_result_is_a_dict_with_attribute_access() -> None:
+    cfg = config.parse_config({"a.b": "x"}, {"a": {"b": config.String}})
+    assert isinstance(cfg, config.ConfigNamespace)
+    assert cfg == {"a": {"b": "x"}}
+    assert cfg["a"]["b"] == cfg.a.b == "x"
+    assert not hasattr(cfg, "missing")
+
+
+def test_keys_not_in_spec_are_ignored() -> None:
+    cfg = config.parse_config({"a": "1", "unrelated": "x"}, {"a": config.Integer})
+    assert cfg == {"a": 1}
+
+
+def test_missing_key_is_parsed_as_empty_string() -> None:
+    cfg = config.parse_config({}, {"name": config.String, "n": config.Optional(config.Integer)})
+    assert cfg.name == ""
+    assert cfg.n is None
+
+
+def test_missing_required_key_names_full_dotted_key() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config({}, {"nested": {"once": config.Integer}})
+    assert info.value.key == "nested.once"
+    assert info.value.error == "required but missing"
+    assert str(info.value) == "nested.once: required but missing"
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_invalid_nested_value_names_key_and_value() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config({"nested.once": "1.5"}, {"nested": {"once": config.Integer}})
+    assert str(info.value) == "nested.once: invalid value '1.5': not a whole number"
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+def test_empty_but_present_value_is_invalid_not_missing() -> None:
+    message = assert_rejected(config.Integer, "")
+    assert "missing" not in message
+
+
+def test_user_callable() -> None:
+    assert parse_one(lambda text: text.upper(), "abc") == "ABC"
+
+
+def test_user_callable_failure_includes_its_message() -> None:
+    def even(text: str) -> int:
+        value = int(text)
+        if value % 2:
+            raise RuntimeError("must be even")
+        return value
+
+    assert parse_one(even, "4") == 4
+    assert assert_rejected(even, "3") == "opt: invalid value '3': must be even"
+
+
+def test_configuration_error() -> None:
+    error = ConfigurationError("a.b", "bad")
+    assert (error.key, error.error) == ("a.b", "bad")
+    assert str(error) == "a.b: bad"
+    assert isinstance(error, Exception)
+
+
+# Value types.
+
+
+def test_string() -> None:
+    assert parse_one(config.String, " any text ") == " any text "
+
+
+@pytest.mark.parametrize(("text", "value"), [("1.5", 1.5), ("-2", -2.0), ("1e3", 1000.0)])
+def test_float(text: str, value: float) -> None:
+    assert parse_one(config.Float, text) == value
+
+
+def test_float_rejects_non_numbers() -> None:
+    assert assert_rejected(config.Float, "one") == "opt: invalid value 'one': not a number"
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("42", 42), ("-7", -7)])
+def test_integer(text: str, value: int) -> None:
+    assert parse_one(config.Integer, text) == value
+
+
+@pytest.mark.parametrize("text", ["1.5", "1.0", "ten", "0x10"])
+def test_integer_rejects_non_whole_numbers(text: str) -> None:
+    assert assert_rejected(config.Integer, text).endswith("not a whole number")
+
+
+def test_integer_base() -> None:
+    assert parse_one(config.Integer(base=16), "ff") == 255
+    assert parse_one(config.Integer(base=16), "0x10") == 16
+    assert config.Integer("17") == 17
+    assert config.Integer("17", base=8) == 15
+    assert assert_rejected(config.Integer(base=16), "fg").endswith("not a whole number in base 16")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("true", True), ("True", True), ("FALSE", False), ("false", False)]
+)
+def test_boolean(text: str, value: bool) -> None:
+    assert parse_one(config.Boolean, text) is value
+
+
+@pytest.mark.parametrize("text", ["yes", "1", "on", "truthy"])
+def test_boolean_rejects_anything_else(text: str) -> None:
+    assert_rejected(config.Boolean, text)
+
+
+def test_endpoint_inet() -> None:
+    endpoint = parse_one(config.Endpoint, "localhost:9090")
+    assert endpoint == EndpointConfiguration(socket.AF_INET, ("localhost", 9090))
+    assert endpoint.family == socket.AF_INET
+    assert endpoint.address == ("localhost", 9090)
+    assert str(endpoint) == "localhost:9090"
+
+
+def test_endpoint_inet6() -> None:
+    endpoint = parse_one(config.Endpoint, "[::1]:80")
+    assert endpoint == EndpointConfiguration(socket.AF_INET6, ("::1", 80))
+    assert str(endpoint) == "[::1]:80"
+
+
+def test_endpoint_unix() -> None:
+    endpoint = parse_one(config.Endpoint, "/var/run/app.sock")
+    assert endpoint == EndpointConfiguration(socket.AF_UNIX, "/var/run/app.sock")
+    assert str(endpoint) == "/var/run/app.sock"
+
+
+def test_endpoint_connects() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        endpoint = parse_one(config.Endpoint, f"127.0.0.1:{server.getsockname()[1]}")
+        with socket.socket(endpoint.family, socket.SOCK_DGRAM) as client:
+            client.sendto(b"ping", endpoint.address)
+        assert server.recv(4) == b"ping"
+
+
+@pytest.mark.parametrize(
+    "text", ["localhost", "localhost:", ":80", "host:http", "host:65536", "host:-1", "::1:80"]
+)
+def test_endpoint_rejects_bad_input(text: str) -> None:
+    assert_rejected(config.Endpoint, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1 second", datetime.timedelta(seconds=1)),
+        ("3 days", datetime.timedelta(days=3)),
+        ("250 milliseconds", datetime.timedelta(milliseconds=250)),
+        ("1 millisecond", datetime.timedelta(milliseconds=1)),
+        ("2 minutes", datetime.timedelta(minutes=2)),
+        ("1 minute", datetime.timedelta(minutes=1)),
+        ("1.5 hours", datetime.timedelta(minutes=90)),
+        ("1 day", datetime.timedelta(days=1)),
+        ("30 Seconds", datetime.timedelta(seconds=30)),
+    ],
+)
+def test_timespan(text: str, value: datetime.timedelta) -> None:
+    assert parse_one(config.Timespan, text) == value
+
+
+@pytest.mark.parametrize("text", ["3", "seconds", "3 fortnights", "-1 second", "3 seconds ago"])
+def test_timespan_rejects_bad_input(text: str) -> None:
+    assert_rejected(config.Timespan, text)
+
+
+def test_base64() -> None:
+    assert parse_one(config.Base64, "  aGVsbG8=\n") == b"hello"
+
+
+@pytest.mark.parametrize("text", ["aGVsbG8", "not base64!"])
+def test_base64_rejects_bad_input(text: str) -> None:
+    assert assert_rejected(config.Base64, text).endswith("not valid base64")
+
+
+def test_file(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"\x00data")
+    with parse_one(config.File(), str(path)) as text_file:
+        assert text_file.mode == "r"
+    with parse_one(config.File(mode="rb"), str(path)) as binary_file:
+        assert binary_file.read() == b"\x00data"
+
+
+def test_file_rejects_nonexistent_path(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.txt")
+    message = assert_rejected(config.File(), path)
+    assert "No such file or directory" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("37.1%", 0.371), ("44%", 0.44), ("0%", 0.0), ("100%", 1.0)]
+)
+def test_percent(text: str, value: float) -> None:
+    assert parse_one(config.Percent, text) == value
+
+
+@pytest.mark.parametrize("text", ["37.1", "0.5", "101%", "-1%", "%", "lots%"])
+def test_percent_rejects_bad_input(text: str) -> None:
+    assert_rejected(config.Percent, text)
+
+
+def test_unix_user() -> None:
+    assert parse_one(config.UnixUser, "root") == 0
+    current = pwd.getpwuid(os.getuid())
+    assert parse_one(config.UnixUser, current.pw_name) == current.pw_uid
+
+
+def test_unix_user_rejects_unknown_name() -> None:
+    assert assert_rejected(config.UnixUser, "no-such-user-xyz").endswith("no such user")
+
+
+def test_unix_group() -> None:
+    assert parse_one(config.UnixGroup, "root") == 0
+    current = grp.getgrgid(os.getgid())
+    assert parse_one(config.UnixGroup, current.gr_name) == current.gr_gid
+
+
+def test_unix_group_rejects_unknown_name() -> None:
+    assert assert_rejected(config.UnixGroup, "no-such-group-xyz").endswith("no such group")
+
+
+def test_one_of() -> None:
+    suits = config.OneOf(hearts="H", spades="S")
+    assert parse_one(suits, "hearts") == "H"
+    assert parse_one(suits, "spades") == "S"
+    message = assert_rejected(suits, "clubs")
+    assert message.endswith("expected one of hearts, spades")
+
+
+def test_tuple_of() -> None:
+    numbers = config.TupleOf(config.Integer)
+    assert parse_one(numbers, "1") == [1]
+    assert parse_one(numbers, " 1 ,2,  3 ,") == [1, 2, 3]
+
+
+def test_tuple_of_requires_a_value() -> None:
+    assert assert_rejected(config.TupleOf(config.String), " , ").endswith(
+        "at least one value is required"
+    )
+    with pytest.raises(ConfigurationError, match=r"^opt: required but missing$"):
+        config.parse_config({}, {"opt": config.TupleOf(config.String)})
+
+
+def test_tuple_of_bad_item_names_key_and_item() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config({"a.list": "1, x"}, {"a": {"list": config.TupleOf(config.Integer)}})
+    assert str(info.value) == "a.list: invalid value '1, x': item 'x': not a whole number"
+
+
+# Combining types.
+
+
+def test_optional() -> None:
+    maybe = config.Optional(config.Integer)
+    assert parse_one(maybe, "5") == 5
+    assert parse_one(maybe, "") is None
+    assert parse_one(config.Optional(config.Integer, default=9001), "") == 9001
+    assert parse_one(config.Optional(config.TupleOf(config.String), default=[]), "") == []
+
+
+def test_optional_rejects_bad_value() -> None:
+    assert assert_rejected(config.Optional(config.Integer), "x").endswith("not a whole number")
+
+
+def test_fallback() -> None:
+    interval = config.Fallback(config.Timespan, config.Integer)
+    assert parse_one(interval, "30 seconds") == datetime.timedelta(seconds=30)
+    assert parse_one(interval, "30") == 30
+
+
+def test_fallback_reports_both_failures() -> None:
+    message = assert_rejected(config.Fallback(config.Timespan, config.Integer), "soon")
+    assert "such as '3 seconds'" in message
+    assert message.endswith("and as a fallback: not a whole number")
+
+
+def test_dict_of_bad_value_names_full_key() -> None:
+    raw = {**POPULATION, "population.br": "lots"}
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config(raw, {"population": config.DictOf(config.Integer)})
+    assert info.value.key == "population.br"
+    assert str(info.value) == "population.br: invalid value 'lots': not a whole number"
+
+
+def test_dict_of_nested_spec_missing_key_names_full_key() -> None:
+    raw = {"countries.fr.capital": "Paris"}
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config(raw, {"countries": config.DictOf({"population": config.Integer})})
+    assert str(info.value) == "countries.fr.population: required but missing"
+
+
+def test_dict_of_with_no_matching_keys_is_empty() -> None:
+    cfg = config.parse_config({"populations": "1"}, {"population": config.DictOf(config.Integer)})
+    assert cfg.population == {}
+
+
+def test_dict_of_inside_nested_spec_and_of_dict_of() -> None:
+    raw = {"app.limits.eu.fr": "1", "app.limits.eu.de": "2", "app.limits.us.ca": "3"}
+    cfg = config.parse_config(
+        raw, {"app": {"limits": config.DictOf(config.DictOf(config.Integer))}}
+    )
+    assert cfg.app.limits == {"eu": {"fr": 1, "de": 2}, "us": {"ca": 3}}
+    assert cfg.app.limits["eu"].de == 2

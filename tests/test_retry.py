@@ -1,0 +1,208 @@
+"""Tests for baseplate.retry."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from baseplate import retry
+from baseplate.retry import (
+    ExponentialBackoffRetryPolicy,
+    IndefiniteRetryPolicy,
+    MaximumAttemptsRetryPolicy,
+    RetryPolicy,
+    TimeBudgetRetryPolicy,
+)
+
+
+class FakeClock:
+    """A monotonic clock that only moves when slept on or advanced by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(retry.time, "monotonic", fake.monotonic)
+    monkeypatch.setattr(retry.time, "sleep", fake.sleep)
+    return fake
+
+
+def test_no_constraints_retries_indefinitely(clock: FakeClock) -> None:
+    attempts = iter(RetryPolicy.new())
+    assert [next(attempts) for _ in range(1000)] == [None] * 1000
+    assert clock.sleeps == []
+
+
+def test_attempts_only(clock: FakeClock) -> None:
+    assert list(RetryPolicy.new(attempts=3)) == [None, None, None]
+    assert clock.sleeps == []
+
+
+def test_single_attempt(clock: FakeClock) -> None:
+    assert list(RetryPolicy.new(attempts=1)) == [None]
+
+
+def test_policy_can_be_iterated_again() -> None:
+    policy = RetryPolicy.new(attempts=2)
+    assert list(policy) == [None, None]
+    assert list(policy.yield_attempts()) == [None, None]
+
+
+def test_budget_only(clock: FakeClock) -> None:
+    remaining = []
+    for time_remaining in RetryPolicy.new(budget=1.0):
+        remaining.append(time_remaining)
+        clock.now += 0.3  # each attempt takes 0.3 seconds
+    assert remaining == pytest.approx([1.0, 0.7, 0.4, 0.1])
+    assert clock.sleeps == []
+
+
+def test_budget_clock_starts_when_iteration_starts(clock: FakeClock) -> None:
+    policy = RetryPolicy.new(budget=1.0)
+    clock.now += 5.0
+    assert next(iter(policy)) == pytest.approx(1.0)
+
+
+def test_budget_uses_real_monotonic_clock() -> None:
+    start = time.monotonic()
+    remaining = []
+    for time_remaining in RetryPolicy.new(budget=0.05):
+        remaining.append(time_remaining)
+        time.sleep(0.01)
+    assert time.monotonic() - start >= 0.05
+    assert remaining == sorted(remaining, reverse=True)
+    assert all(0 < r <= 0.05 for r in remaining)
+
+
+def test_backoff_sleeps_double_each_attempt(clock: FakeClock) -> None:
+    assert list(RetryPolicy.new(attempts=5, backoff=0.1)) == [None] * 5
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8])
+
+
+def test_backoff_does_not_sleep_after_last_attempt(clock: FakeClock) -> None:
+    for _ in RetryPolicy.new(attempts=2, backoff=1.0):
+        pass
+    assert clock.sleeps == [1.0]
+
+
+def test_backoff_does_not_sleep_before_first_attempt(clock: FakeClock) -> None:
+    for _ in RetryPolicy.new(backoff=1.0):
+        break
+    assert clock.sleeps == []
+
+
+def test_remaining_time_accounts_for_backoff(clock: FakeClock) -> None:
+    remaining = list(RetryPolicy.new(budget=2.0, backoff=0.25))
+    # Sleeps of 0.25, 0.5 and 1.0 leave 0.25; the next delay (2.0) would use
+    # up the rest of the budget, so the policy stops without sleeping.
+    assert remaining == pytest.approx([2.0, 1.75, 1.25, 0.25])
+    assert clock.sleeps == pytest.approx([0.25, 0.5, 1.0])
+
+
+def test_attempts_budget_and_backoff(clock: FakeClock) -> None:
+    def run(policy: RetryPolicy) -> list[float | None]:
+        remaining = []
+        for time_remaining in policy:
+            remaining.append(time_remaining)
+            clock.now += 0.5  # each attempt takes half a second
+        return remaining
+
+    # Attempts run out first.
+    assert run(RetryPolicy.new(attempts=3, budget=10.0, backoff=0.1)) == pytest.approx(
+        [10.0, 9.4, 8.7]
+    )
+    assert clock.sleeps == pytest.approx([0.1, 0.2])
+
+    # The budget runs out first.
+    clock.sleeps.clear()
+    assert run(RetryPolicy.new(attempts=10, budget=3.0, backoff=0.5)) == pytest.approx(
+        [3.0, 2.0, 0.5]
+    )
+    assert clock.sleeps == pytest.approx([0.5, 1.0])
+
+
+def test_for_else_from_reference(clock: FakeClock) -> None:
+    class SomeError(Exception):
+        pass
+
+    class MaxRetriesError(Exception):
+        pass
+
+    calls: list[float | None] = []
+
+    def do(timeout: float | None, fail: bool) -> None:
+        calls.append(timeout)
+        if fail:
+            raise SomeError
+
+    def operation(failures: int) -> None:
+        for time_remaining in RetryPolicy.new(attempts=3):
+            try:
+                do(timeout=time_remaining, fail=len(calls) < failures)
+                break
+            except SomeError:
+                pass
+        else:
+            raise MaxRetriesError
+
+    operation(failures=2)
+    assert calls == [None, None, None]
+
+    calls.clear()
+    with pytest.raises(MaxRetriesError):
+        operation(failures=3)
+    assert calls == [None, None, None]
+
+
+@pytest.mark.parametrize("attempts", [0, -1])
+def test_attempts_must_be_positive(attempts: int) -> None:
+    with pytest.raises(ValueError, match="attempts must be at least 1"):
+        RetryPolicy.new(attempts=attempts)
+
+
+@pytest.mark.parametrize("budget", [0, -1.0, float("nan")])
+def test_budget_must_be_positive(budget: float) -> None:
+    with pytest.raises(ValueError, match="budget must be a positive number"):
+        RetryPolicy.new(budget=budget)
+
+
+@pytest.mark.parametrize("backoff", [0, -0.1, float("nan"), float("inf")])
+def test_backoff_must_be_positive_and_finite(backoff: float) -> None:
+    with pytest.raises(ValueError, match="backoff must be a positive number"):
+        RetryPolicy.new(backoff=backoff)
+
+
+def test_policies_are_immutable_values() -> None:
+    policy = RetryPolicy.new(attempts=3, budget=1.0, backoff=0.1)
+    assert policy == RetryPolicy.new(attempts=3, budget=1.0, backoff=0.1)
+    assert policy != RetryPolicy.new(attempts=4, budget=1.0, backoff=0.1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        policy.subpolicy = IndefiniteRetryPolicy()  # type: ignore[attr-defined]
+
+
+def test_new_composes_building_blocks() -> None:
+    assert RetryPolicy.new(attempts=3, budget=1.0, backoff=0.1) == ExponentialBackoffRetryPolicy(
+        TimeBudgetRetryPolicy(MaximumAttemptsRetryPolicy(IndefiniteRetryPolicy(), 3), 1.0), 0.1
+    )
+
+
+def test_nested_budgets_yield_the_smaller(clock: FakeClock) -> None:
+    policy = TimeBudgetRetryPolicy(TimeBudgetRetryPolicy(IndefiniteRetryPolicy(), 0.5), 2.0)
+    remaining = []
+    for time_remaining in policy:
+        remaining.append(time_remaining)
+        clock.now += 0.2
+    assert remaining == pytest.approx([0.5, 0.3, 0.1])
