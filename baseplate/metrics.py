@@ -24,7 +24,6 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Protocol
 
 from baseplate.config import EndpointConfiguration
@@ -204,12 +203,7 @@ class Timer(_Metric):
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -354,12 +348,7 @@ class Batch(BaseClient):
     def __enter__(self) -> Batch:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.flush()
 
 
