@@ -5,47 +5,19 @@ from collections.abc import Iterator
 
 import pytest
 
-
-class DatagramReceiver:
-    """A real datagram socket standing in for statsd."""
-
-    def __init__(self, family: int, address: str | tuple[str, int]) -> None:
-        self.socket = socket.socket(family, socket.SOCK_DGRAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.socket.bind(address)
-        self.socket.setblocking(False)
-        self.address = self.socket.getsockname()
-
-    @property
-    def endpoint(self) -> str:
-        if isinstance(self.address, str):
-            return self.address
-        host, port = self.address
-        return f"{host}:{port}"
-
-    def received(self) -> list[bytes]:
-        """Every datagram queued so far (loopback delivery is synchronous)."""
-        datagrams = []
-        while True:
-            try:
-                datagrams.append(self.socket.recv(1 << 17))
-            except BlockingIOError:
-                return datagrams
-
-    def close(self) -> None:
-        self.socket.close()
+from baseplate.testing import StatsdCapture, recorded_spans
 
 
 @pytest.fixture
-def statsd() -> Iterator[DatagramReceiver]:
-    receiver = DatagramReceiver(socket.AF_INET, ("127.0.0.1", 0))
+def statsd() -> Iterator[StatsdCapture]:
+    receiver = StatsdCapture()
     yield receiver
     receiver.close()
 
 
 @pytest.fixture
-def unix_statsd(tmp_path) -> Iterator[DatagramReceiver]:
-    receiver = DatagramReceiver(socket.AF_UNIX, str(tmp_path / "statsd.sock"))
+def unix_statsd(tmp_path) -> Iterator[StatsdCapture]:
+    receiver = StatsdCapture(socket.AF_UNIX, str(tmp_path / "statsd.sock"))
     yield receiver
     receiver.close()
 
@@ -84,3 +56,10 @@ def _close_metrics_sockets(monkeypatch):
     yield
     for transport in transports:
         transport.close()
+
+
+@pytest.fixture
+def spans():
+    """Finished, sampled spans, on a fresh tracer provider."""
+    with recorded_spans() as exporter:
+        yield exporter

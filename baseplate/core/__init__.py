@@ -1,0 +1,21 @@
+"""The instrumentation framework: Baseplate, trace information, spans and observers.
+
+Every span here is an OpenTelemetry span underneath; see :mod:`bridge`.
+"""
+
+from baseplate.core._baseplate import Baseplate
+from baseplate.core._observers import BaseplateObserver, ServerSpanObserver, SpanObserver
+from baseplate.core._spans import LocalSpan, RecordedSpanError, ServerSpan, Span
+from baseplate.core._trace_info import TraceInfo
+
+__all__ = [
+    "Baseplate",
+    "BaseplateObserver",
+    "LocalSpan",
+    "RecordedSpanError",
+    "ServerSpan",
+    "ServerSpanObserver",
+    "Span",
+    "SpanObserver",
+    "TraceInfo",
+]

@@ -1,0 +1,129 @@
+"""The Baseplate object: the root of an application's instrumentation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from baseplate.core._observers import BaseplateObserver
+from baseplate.core._spans import ServerSpan
+from baseplate.core._trace_info import TraceInfo
+
+if TYPE_CHECKING:
+    from baseplate.context import ContextFactory
+    from baseplate.metrics import Client
+
+
+class _ContextObserver(BaseplateObserver):
+    """Attaches what a context factory makes to each request's context."""
+
+    def __init__(self, name: str, context_factory: ContextFactory) -> None:
+        self.name = name
+        self.context_factory = context_factory
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        value = self.context_factory.make_object_for_context(self.name, server_span)
+        setattr(context, self.name, value)
+
+
+class Baseplate:
+    """The core of the Baseplate diagnostics framework.
+
+    This class coordinates monitoring and tracing of service calls made to
+    and from this service. See :mod:`baseplate.integration` for how to
+    integrate it with the application framework you are using.
+    """
+
+    def __init__(self) -> None:
+        self.observers: list[BaseplateObserver] = []
+
+    def register(self, observer: BaseplateObserver) -> None:
+        """Register an observer."""
+        self.observers.append(observer)
+
+    def configure_logging(self) -> None:
+        """Add request context to the logging system."""
+        from baseplate.diagnostics.logging import LoggingBaseplateObserver
+
+        self.register(LoggingBaseplateObserver())
+
+    def configure_metrics(self, metrics_client: Client) -> None:
+        """Send timing metrics to the given client.
+
+        This also adds a :class:`baseplate.metrics.Batch` object to the
+        ``metrics`` attribute on the context object where you can add your
+        own application-specific metrics. The batch is automatically flushed
+        at the end of the request.
+        """
+        from baseplate.diagnostics.metrics import MetricsBaseplateObserver
+
+        self.register(MetricsBaseplateObserver(metrics_client))
+
+    def configure_tracing(self, tracing_client: Any, *args: Any, **kwargs: Any) -> None:
+        """Collect and send span information for request tracing.
+
+        :param tracing_client: A
+            :class:`baseplate.diagnostics.tracing.TracingClient`.
+        """
+        from baseplate.diagnostics.tracing import (  # type: ignore[import-not-found]
+            TraceBaseplateObserver,
+        )
+
+        self.register(TraceBaseplateObserver(tracing_client, *args, **kwargs))
+
+    def configure_error_reporting(self, client: Any) -> None:
+        """Send reports for unexpected exceptions to the given client.
+
+        This also adds the client to the ``sentry`` attribute on the context
+        object, where you can send your own application-specific events.
+        """
+        from baseplate.diagnostics.sentry import (  # type: ignore[import-not-found]
+            SentryBaseplateObserver,
+        )
+
+        self.register(SentryBaseplateObserver(client))
+
+    def add_to_context(self, name: str, context_factory: ContextFactory) -> None:
+        """Add an attribute to each request's context object.
+
+        On each request, the factory will be asked to create an appropriate
+        object to attach to the context object.
+
+        :param name: The attribute on the context object to attach the
+            created object to. This may also be used for metric/tracing
+            purposes so it should be descriptive.
+        :param context_factory: A factory.
+        """
+        self.register(_ContextObserver(name, context_factory))
+
+    def make_server_span(
+        self, context: Any, name: str, trace_info: TraceInfo | None = None
+    ) -> ServerSpan:
+        """Return a server span representing the request we are handling.
+
+        In a server, a server span represents the time spent on a single
+        incoming request. Any calls made to downstream services will be new
+        child spans of the server span, and the server span will in turn be
+        the child span of whatever upstream request it is part of, if any.
+        The span is also set as ``context.trace``.
+
+        :param context: The context object for this request.
+        :param name: A name to identify the type of this request, e.g. a
+            route or RPC method name.
+        :param trace_info: The trace context of this request as passed in
+            from upstream. If None, a new trace context will be generated.
+        """
+        if trace_info is None:
+            trace_info = TraceInfo.new()
+        server_span = ServerSpan(
+            trace_info.trace_id,
+            trace_info.parent_id,
+            trace_info.span_id,
+            trace_info.sampled,
+            trace_info.flags,
+            name,
+            context,
+        )
+        context.trace = server_span
+        for observer in self.observers:
+            observer.on_server_span_created(context, server_span)
+        return server_span

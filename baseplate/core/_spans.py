@@ -1,0 +1,405 @@
+"""The span facade: Baseplate's spans, each backed by one OpenTelemetry span.
+
+A facade span keeps the attributes and methods of the original Baseplate
+(``trace_id``, ``parent_id``, ``id``, ``sampled``, ``flags``, ``name``,
+``context``; ``start``, ``set_tag``, ``log``, ``finish``, ``make_child``) and
+calls its observers directly. Underneath, ``start()`` starts an OpenTelemetry
+span with the same ids and makes it the current span; ``finish()`` ends it and
+restores what was current before. Spans that other libraries create through
+the OpenTelemetry API while a facade span is current are adopted as children
+(see :mod:`bridge.processor`), so observers see them too.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from baseplate.core._observers import ExcInfo, SpanObserver
+from bridge import creation, processor, provider
+from bridge.ids import random_id
+
+logger = logging.getLogger(__name__)
+
+#: The facade span that is current in an OpenTelemetry context.
+_FACADE_SPAN_KEY = otel_context.create_key("baseplate-span")
+_SUPPRESSION_KEYS = (
+    otel_context._SUPPRESS_INSTRUMENTATION_KEY,
+    otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
+)
+_DEBUG_FLAG = 1
+_ID_MASK = 2**64 - 1
+
+#: How many times an observer raised; the first failure of each observer
+#: method is logged with its traceback, the rest at debug level.
+observer_failures = 0
+_reported_failures: set[tuple[type, str]] = set()
+
+
+def _report_observer_failure(observer: object, event: str) -> None:
+    global observer_failures  # noqa: PLW0603 - a process-wide counter
+    observer_failures += 1
+    kind = (type(observer), event)
+    level = logging.DEBUG if kind in _reported_failures else logging.ERROR
+    _reported_failures.add(kind)
+    logger.log(level, "observer %r failed in %s", observer, event, exc_info=True)
+
+
+def _attribute_value(value: Any) -> AttributeValue:
+    if isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
+class Span:
+    """A span represents a single RPC within a system.
+
+    While a client span is current, OpenTelemetry instrumentation is
+    suppressed: the call it wraps is already traced, and one call should be
+    one span.
+    """
+
+    _kind = SpanKind.CLIENT
+    _suppresses_instrumentation = True
+
+    def __init__(
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+        name: str,
+        context: Any,
+    ) -> None:
+        self.trace_id = trace_id
+        self.parent_id = parent_id
+        self.id = span_id
+        self.sampled = sampled
+        self.flags = flags
+        self.name = name
+        self.context = context
+        self.component_name: str | None = None
+        self.observers: list[SpanObserver] = []
+        self._parent: Span | None = None
+        self._otel_span: trace.Span | None = None
+        self._previous_context: otel_context.Context | None = None
+        self._finished = False
+
+    def register(self, observer: SpanObserver) -> None:
+        """Register an observer to receive events from this span."""
+        self.observers.append(observer)
+
+    def _notify(self, event: str, *args: Any) -> None:
+        for observer in self.observers:
+            try:
+                getattr(observer, event)(*args)
+            except Exception:
+                _report_observer_failure(observer, event)
+
+    # -- OpenTelemetry side -------------------------------------------------
+
+    def _parent_context(self, base: otel_context.Context) -> otel_context.Context:
+        parent = self._parent
+        if parent is not None and parent._otel_span is not None:
+            return trace.set_span_in_context(parent._otel_span, base)
+        if not self.parent_id:
+            return trace.set_span_in_context(trace.INVALID_SPAN, base)
+        remote_parent = trace.SpanContext(
+            self.trace_id,
+            self.parent_id,
+            is_remote=True,
+            trace_flags=trace.TraceFlags(
+                trace.TraceFlags.SAMPLED if self._forced_sampling() else trace.TraceFlags.DEFAULT
+            ),
+        )
+        return trace.set_span_in_context(trace.NonRecordingSpan(remote_parent), base)
+
+    def _forced_sampling(self) -> bool | None:
+        if self.flags is not None and self.flags & _DEBUG_FLAG:
+            return True
+        return self.sampled if self._parent is None else None
+
+    def _span_request(self) -> creation.SpanRequest:
+        return creation.SpanRequest(
+            trace_id=self.trace_id,
+            span_id=self.id,
+            sampled=self._forced_sampling(),
+            decide_as_root=self._parent is None and self.sampled is None,
+        )
+
+    def _current_context(self, otel_span: trace.Span) -> otel_context.Context:
+        ctx = trace.set_span_in_context(otel_span, self._previous_context)
+        if self._suppresses_instrumentation:
+            for key in _SUPPRESSION_KEYS:
+                ctx = otel_context.set_value(key, True, ctx)
+        return otel_context.set_value(_FACADE_SPAN_KEY, self, ctx)
+
+    def start(self) -> None:
+        """Record the start of the span.
+
+        This notifies any observers that the span has started, which
+        indicates that timers etc. should start ticking. The span becomes the
+        current OpenTelemetry span until it finishes.
+        """
+        previous = otel_context.get_current()
+        otel_span = creation.start_span(
+            provider.get_tracer(),
+            self.name,
+            self._parent_context(previous),
+            self._kind,
+            self._span_request(),
+        )
+        span_context = otel_span.get_span_context()
+        if span_context.span_id != self.id:
+            # The application's own provider chose the ids: follow them, so
+            # that what is propagated downstream matches the exported trace.
+            self.trace_id = span_context.trace_id & _ID_MASK
+            self.id = span_context.span_id
+        self._otel_span = otel_span
+        self._previous_context = previous
+        processor.register_owner(span_context, self)
+        otel_context.attach(self._current_context(otel_span))
+        self._notify("on_start")
+
+    def set_tag(self, key: str, value: Any) -> None:
+        """Set a tag on the span.
+
+        Tags are arbitrary key/value pairs that add context and meaning to the
+        span, such as a hostname or query string. They become attributes of
+        the OpenTelemetry span; values other than strings, booleans and
+        numbers are recorded as their ``str()``.
+        """
+        if self._otel_span is not None:
+            self._otel_span.set_attribute(key, _attribute_value(value))
+        self._notify("on_set_tag", key, value)
+
+    def log(self, name: str, payload: Any = None) -> None:
+        """Add a log entry to the span.
+
+        Log entries are timestamped events recording notable moments in the
+        lifetime of a span; they become OpenTelemetry span events.
+        """
+        if self._otel_span is not None:
+            attributes = None if payload is None else {"payload": _attribute_value(payload)}
+            self._otel_span.add_event(name, attributes)
+        self._notify("on_log", name, payload)
+
+    def finish(self, exc_info: ExcInfo | None = None) -> None:
+        """Record the end of the span.
+
+        :param exc_info: If the span ended because of an exception, this is
+            the exception information. The default is None which indicates
+            normal exit.
+
+        Finishing twice does nothing; finishing never raises.
+        """
+        if self._finished:
+            return
+        self._finished = True
+        self._notify("on_finish", exc_info)
+        otel_span = self._otel_span
+        if otel_span is None:
+            return
+        try:
+            if exc_info is not None and exc_info[1] is not None:
+                otel_span.record_exception(exc_info[1])
+                otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
+            processor.unregister_owner(otel_span.get_span_context())
+            otel_span.end()
+            _restore_context()
+        except Exception:
+            logger.exception("could not end span %r", self.name)
+
+    def make_child(self, name: str, local: bool = False, component_name: str | None = None) -> Span:
+        """Return a child Span whose parent is this Span.
+
+        The child span can either be a local span representing an in-request
+        operation or a span representing an outbound service call.
+
+        :param name: Name to identify the operation this span is recording.
+        :param local: Make this span a LocalSpan if True, otherwise make this
+            span a base Span.
+        :param component_name: Name to identify local component this span is
+            recording in if it is a local span.
+        :raises ValueError: if ``local`` is true and no component name is given.
+        """
+        child: Span
+        if local:
+            if component_name is None:
+                raise ValueError("local spans require a component_name")
+            child = LocalSpan(
+                self.trace_id,
+                self.id,
+                random_id(),
+                self.sampled,
+                self.flags,
+                name,
+                copy.copy(self.context),
+                component_name=component_name,
+            )
+            if child.context is not None:
+                child.context.trace = child
+        else:
+            child = Span(
+                self.trace_id, self.id, random_id(), self.sampled, self.flags, name, self.context
+            )
+        child._parent = self
+        self._notify("on_child_span_created", child)
+        return child
+
+    def __enter__(self) -> Span:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if exc_info[0] is None:
+            self.finish()
+        else:
+            self.finish(exc_info=exc_info)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} trace={self.trace_id} id={self.id}>"
+
+    # -- adopting spans created through the OpenTelemetry API ---------------
+
+    def adopt_span(self, span: SdkSpan) -> _AdoptedSpan:
+        """Report a span another library started under this one to the observers."""
+        child = _AdoptedSpan(self, span)
+        self._notify("on_child_span_created", child)
+        child._notify("on_start")
+        return child
+
+    def adopted_span_ended(self, span: ReadableSpan) -> None:
+        """Only adopted spans are told about their end."""
+
+
+class LocalSpan(Span):
+    """A span for an in-process operation, within a local component.
+
+    It has a copy of the request's context object whose ``trace`` is the
+    local span itself.
+    """
+
+    _kind = SpanKind.INTERNAL
+    _suppresses_instrumentation = False
+
+    def __init__(
+        self,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+        name: str,
+        context: Any,
+        component_name: str | None = None,
+    ) -> None:
+        super().__init__(trace_id, parent_id, span_id, sampled, flags, name, context)
+        self.component_name = component_name
+
+
+class ServerSpan(Span):
+    """A server span represents a request this server is handling.
+
+    The server span is available on the context object during requests as
+    the ``trace`` attribute.
+    """
+
+    _kind = SpanKind.SERVER
+    _suppresses_instrumentation = False
+
+
+class _AdoptedSpan(Span):
+    """A facade over a span another library started through the OpenTelemetry API.
+
+    Its attributes reach observers as tags and its events as logs when it
+    ends; a recorded exception or an error status makes it a failure.
+    """
+
+    _suppresses_instrumentation = False
+
+    def __init__(self, parent: Span, span: SdkSpan) -> None:
+        span_context = span.get_span_context()
+        super().__init__(
+            parent.trace_id,
+            parent.id,
+            span_context.span_id,
+            parent.sampled,
+            parent.flags,
+            span.name,
+            parent.context,
+        )
+        self._parent = parent
+        self._otel_span = span
+
+    def start(self) -> None:
+        """Adopted spans are started by the library that made them."""
+
+    def finish(self, exc_info: ExcInfo | None = None) -> None:
+        """End the underlying span; observers hear of it from the span processor."""
+        if self._otel_span is not None:
+            self._otel_span.end()
+
+    def adopted_span_ended(self, span: ReadableSpan) -> None:
+        """Replay the span's attributes and events to the observers, then finish."""
+        if self._finished:
+            return
+        self._finished = True
+        for key, value in (span.attributes or {}).items():
+            self._notify("on_set_tag", key, value)
+        for event in span.events:
+            self._notify("on_log", event.name, dict(event.attributes or {}) or None)
+        self._notify("on_finish", _exc_info_of(span))
+
+
+class RecordedSpanError(Exception):
+    """Stands in for an exception recorded on a span created by another library.
+
+    .. versionadded:: 0.31
+    """
+
+
+def _exc_info_of(span: ReadableSpan) -> ExcInfo | None:
+    for event in span.events:
+        if event.name == "exception":
+            attributes = event.attributes or {}
+            live = sys.exc_info()
+            type_name = str(attributes.get("exception.type", ""))
+            if live[1] is not None and type_name.endswith(type(live[1]).__name__):
+                return live
+            error_class = type(type_name.rsplit(".", 1)[-1] or "Error", (RecordedSpanError,), {})
+            error = error_class(attributes.get("exception.message", ""))
+            return (error_class, error, None)
+    if span.status.status_code is StatusCode.ERROR:
+        error = RecordedSpanError(span.status.description or "span status is ERROR")
+        return (RecordedSpanError, error, None)
+    return None
+
+
+def _restore_context() -> None:
+    """Make the nearest unfinished facade span current again.
+
+    Walks back from the current context past facade spans that have
+    finished, so a span finished out of order, or in another greenlet,
+    never stays current. Does not depend on context tokens, which cannot be
+    used across contexts.
+    """
+    current = otel_context.get_current()
+    target = current
+    while True:
+        span = otel_context.get_value(_FACADE_SPAN_KEY, target)
+        if not isinstance(span, Span) or not span._finished:
+            break
+        target = span._previous_context or otel_context.Context()
+    if target is not current:
+        otel_context.attach(target)

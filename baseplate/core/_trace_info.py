@@ -1,0 +1,91 @@
+"""Trace context handed to a server span by the upstream that called it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from bridge.ids import MAX_ID, random_id
+from bridge.propagation import HTTP_HEADERS, HeaderNames, parse_trace_headers
+
+
+def _check_id(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ValueError(f"invalid {name}: {value!r} (must be an integer in [0, 2**64))")
+
+
+class TraceInfo(NamedTuple):
+    """Trace context for a span.
+
+    If this request was made at the behest of an upstream service, the
+    upstream should have passed along trace information, which this collects
+    and hands to the server span.
+    """
+
+    trace_id: int
+    parent_id: int | None
+    span_id: int
+    sampled: bool | None
+    flags: int | None
+
+    @classmethod
+    def new(cls) -> TraceInfo:
+        """Trace context for a new trace: one random id is both trace and span id."""
+        new_id = random_id()
+        return cls(trace_id=new_id, parent_id=None, span_id=new_id, sampled=None, flags=None)
+
+    @classmethod
+    def from_upstream(
+        cls,
+        trace_id: int,
+        parent_id: int | None,
+        span_id: int,
+        sampled: bool | None,
+        flags: int | None,
+    ) -> TraceInfo:
+        """Build a TraceInfo from individual headers.
+
+        :param trace_id: The ID of the trace.
+        :param parent_id: The ID of the parent span.
+        :param span_id: The ID of this span within the tree.
+        :param sampled: Boolean flag to determine request sampling.
+        :param flags: Bit flags for communicating feature flags downstream.
+        :raises ValueError: if any of the values are inappropriate: ids and
+            flags must be integers in [0, 2**64), sampled a bool or None.
+        """
+        _check_id("trace_id", trace_id)
+        _check_id("span_id", span_id)
+        if parent_id is not None:
+            _check_id("parent_id", parent_id)
+        if sampled is not None and not isinstance(sampled, bool):
+            raise ValueError(f"invalid sampled: {sampled!r} (must be a bool or None)")
+        if flags is not None:
+            _check_id("flags", flags)
+        return cls(trace_id, parent_id, span_id, sampled, flags)
+
+    @classmethod
+    def from_upstream_headers(
+        cls,
+        headers: Mapping[str, str] | Mapping[bytes, bytes],
+        header_names: HeaderNames = HTTP_HEADERS,
+    ) -> TraceInfo:
+        """Build a TraceInfo from an upstream's trace headers.
+
+        HTTP header names are the default; pass
+        :data:`bridge.propagation.THRIFT_HEADERS` for THeader headers.
+
+        :raises ValueError: if the headers are missing or invalid; callers
+            start a new trace instead.
+
+        .. versionadded:: 0.31
+        """
+        upstream = parse_trace_headers(headers, header_names)
+        if upstream is None:
+            raise ValueError("no trace headers")
+        return cls(
+            upstream.trace_id,
+            upstream.parent_id,
+            upstream.span_id,
+            upstream.sampled,
+            upstream.flags,
+        )

@@ -1,0 +1,1 @@
+"""Observers that watch requests: metrics, logging, tracing and error reporting."""

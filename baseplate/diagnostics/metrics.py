@@ -1,0 +1,100 @@
+"""The metrics observer: request timings and success counters, sent to statsd.
+
+For a server span named ``S`` it records the timer ``server.S`` and the counter
+``server.S.success`` or ``server.S.failure``; for a client span ``C`` directly
+under it, ``clients.C`` and ``clients.C.success|failure`` (plus
+``errors.<class>`` for each ``error.object`` log); for a local span ``N`` of
+component ``K``, the timer ``K.N``. Everything the request records, the
+application's own metrics included, goes in one batch flushed when the server
+span finishes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver, Span, SpanObserver
+from baseplate.core._observers import ExcInfo
+from baseplate.metrics import Batch, Client
+
+
+class MetricsBaseplateObserver(BaseplateObserver):
+    """Metrics collecting observer.
+
+    It tracks the time taken to serve each request and batches all metrics
+    generated during a request into as few packets as possible. The batch is
+    available to the application as ``context.metrics``.
+
+    :param client: The client where metrics will be sent.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        """Give the request its batch and observe its server span."""
+        batch = self.client.batch()
+        context.metrics = batch
+        server_span.register(MetricsServerSpanObserver(batch, server_span))
+
+
+def _outcome(exc_info: ExcInfo | None) -> str:
+    return "failure" if exc_info is not None and exc_info[0] is not None else "success"
+
+
+class _TimedSpanObserver(SpanObserver):
+    """Times a span into the request's batch."""
+
+    def __init__(self, batch: Batch, timer_name: str) -> None:
+        self.batch = batch
+        self.timer = batch.timer(timer_name)
+
+    def on_start(self) -> None:
+        self.timer.start()
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        self.timer.stop()
+
+
+class MetricsServerSpanObserver(_TimedSpanObserver, ServerSpanObserver):
+    """Times the request and counts its outcome; flushes the batch at the end."""
+
+    def __init__(self, batch: Batch, server_span: ServerSpan) -> None:
+        self.base_name = "server." + server_span.name
+        super().__init__(batch, self.base_name)
+
+    def on_child_span_created(self, span: Span) -> None:
+        observer: SpanObserver
+        if span.component_name is not None:
+            observer = MetricsLocalSpanObserver(self.batch, span)
+        else:
+            observer = MetricsClientSpanObserver(self.batch, span)
+        span.register(observer)
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        super().on_finish(exc_info)
+        self.batch.counter(f"{self.base_name}.{_outcome(exc_info)}").increment()
+        self.batch.flush()
+
+
+class MetricsLocalSpanObserver(_TimedSpanObserver):
+    """Times a local span as ``<component>.<name>``."""
+
+    def __init__(self, batch: Batch, span: Span) -> None:
+        super().__init__(batch, f"{span.component_name}.{span.name}")
+
+
+class MetricsClientSpanObserver(_TimedSpanObserver):
+    """Times a call to another service and counts its outcome and errors."""
+
+    def __init__(self, batch: Batch, span: Span) -> None:
+        self.base_name = "clients." + span.name
+        super().__init__(batch, self.base_name)
+
+    def on_log(self, name: str, payload: Any) -> None:
+        if name == "error.object":
+            self.batch.counter(f"errors.{type(payload).__name__}").increment()
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        super().on_finish(exc_info)
+        self.batch.counter(f"{self.base_name}.{_outcome(exc_info)}").increment()

@@ -1,0 +1,67 @@
+"""Per-call instructions for a span that is about to be created.
+
+OpenTelemetry's tracer asks the provider's id generator and sampler about each
+new span, but ``start_span`` has no arguments for them. A caller that must
+choose a span's ids (a server span taking the ids its upstream chose) or its
+sampling decision (an upstream's ``sampled`` flag or debug flag) states them
+in a :class:`SpanRequest` and starts the span through :func:`start_span`; the
+bridge's id generator, sampler and span processor read the request while the
+span is being created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.util.types import AttributeValue
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRequest:
+    """What the caller decided about the span it is creating.
+
+    :param trace_id: The trace id to use when the span has no valid parent.
+    :param span_id: The span's own id.
+    :param sampled: A forced sampling decision; None lets the sampler decide.
+    :param decide_as_root: Ignore the parent's sampling flag and apply the
+        root ratio (an upstream that sent ids but no decision).
+    :param owned: The caller reports this span to its observers itself, so the
+        bridge's span processor leaves it alone.
+    """
+
+    trace_id: int | None = None
+    span_id: int | None = None
+    sampled: bool | None = None
+    decide_as_root: bool = False
+    owned: bool = True
+
+
+#: The request for an owned span with no other instructions.
+OWNED = SpanRequest()
+
+_pending: ContextVar[SpanRequest | None] = ContextVar("bridge_span_request", default=None)
+
+
+def pending() -> SpanRequest | None:
+    """The request for the span being created right now, if any."""
+    return _pending.get()
+
+
+def start_span(
+    tracer: trace.Tracer,
+    name: str,
+    context: Context,
+    kind: trace.SpanKind,
+    request: SpanRequest,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> trace.Span:
+    """Start a span (without making it current) under the given request."""
+    token = _pending.set(request)
+    try:
+        return tracer.start_span(name, context=context, kind=kind, attributes=attributes)
+    finally:
+        _pending.reset(token)

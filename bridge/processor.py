@@ -1,0 +1,103 @@
+"""Reports spans created through the OpenTelemetry API to their owners.
+
+An *owner* is any object that wants to hear about the spans started under a
+span of its own: Baseplate's span facade registers each of its spans as the
+owner of the OpenTelemetry span underneath. When another library (an
+OpenTelemetry instrumentation, say) starts a span whose parent has an owner,
+:class:`OwnerNotifyingSpanProcessor` asks that owner to adopt it, and tells the
+adopted span's owner when it ends. The bridge knows nothing about the owners
+beyond :class:`SpanOwner`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanContext
+
+from bridge import creation
+
+logger = logging.getLogger(__name__)
+
+_owners: dict[tuple[int, int], SpanOwner] = {}
+
+
+class SpanOwner(Protocol):
+    """Hears about the spans started under the span it owns.
+
+    Implementations are called synchronously in the thread that starts or
+    ends the span; exceptions they raise are logged and swallowed.
+    """
+
+    def adopt_span(self, span: Span) -> SpanOwner | None:
+        """A span was started under the owned span; return the new span's owner, if any."""
+
+    def adopted_span_ended(self, span: ReadableSpan) -> None:
+        """The span this owner adopted has ended."""
+
+
+def _key(span_context: SpanContext) -> tuple[int, int]:
+    return (span_context.trace_id, span_context.span_id)
+
+
+def register_owner(span_context: SpanContext, owner: SpanOwner) -> None:
+    """Make ``owner`` hear about the spans started under ``span_context``'s span."""
+    _owners[_key(span_context)] = owner
+
+
+def unregister_owner(span_context: SpanContext) -> None:
+    """Forget the owner of ``span_context``'s span (call before ending it)."""
+    _owners.pop(_key(span_context), None)
+
+
+def live_owner_count() -> int:
+    """How many spans have an owner right now (for leak checks)."""
+    return len(_owners)
+
+
+class OwnerNotifyingSpanProcessor(SpanProcessor):
+    """Offers each span started through the OpenTelemetry API to its parent's owner.
+
+    Spans started under an owned :class:`~bridge.creation.SpanRequest` are
+    skipped: whoever created them reports them already.
+    """
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Ask the parent's owner, if any, to adopt the new span."""
+        request = creation.pending()
+        if request is not None and request.owned:
+            return
+        parent = trace.get_current_span(parent_context).get_span_context()
+        owner = _owners.get(_key(parent))
+        if owner is None:
+            return
+        try:
+            child_owner = owner.adopt_span(span)
+        except Exception:
+            logger.exception("span owner %r failed to adopt span %r", owner, span.name)
+            return
+        if child_owner is not None:
+            _owners[_key(span.get_span_context())] = child_owner
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Tell the ended span's owner, if it has one."""
+        if span.context is None:
+            return
+        owner = _owners.pop(_key(span.context), None)
+        if owner is None:
+            return
+        try:
+            owner.adopted_span_ended(span)
+        except Exception:
+            logger.exception("span owner %r failed on the end of span %r", owner, span.name)
+
+    def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered."""
+        return True

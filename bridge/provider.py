@@ -1,0 +1,101 @@
+"""The one tracer provider the process uses.
+
+If the application already installed an SDK ``TracerProvider`` it is used as
+is (its exporters keep working) and the bridge only adds its span processor;
+otherwise a provider with the bridge's id generator and sampler is installed
+as the global one. Either way there is never a second provider. Nothing is
+created at import time: the provider is made on first use, so a server that
+forks workers builds it in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+from bridge.ids import BaseplateIdGenerator
+from bridge.processor import OwnerNotifyingSpanProcessor
+from bridge.sampling import BaseplateSampler
+
+logger = logging.getLogger(__name__)
+
+TRACER_NAME = "baseplate"
+
+_lock = threading.Lock()
+_provider: TracerProvider | None = None
+_tracer: trace.Tracer | None = None
+
+
+def get_tracer_provider() -> TracerProvider:
+    """The process's SDK tracer provider, set up on first use."""
+    provider = _provider
+    if provider is None:
+        with _lock:
+            provider = _provider if _provider is not None else _install()
+    return provider
+
+
+def get_tracer() -> trace.Tracer:
+    """The tracer Baseplate's spans are made with."""
+    tracer = _tracer
+    return tracer if tracer is not None else _make_tracer()
+
+
+def _make_tracer() -> trace.Tracer:
+    global _tracer  # noqa: PLW0603 - one per process, made lazily
+    _tracer = get_tracer_provider().get_tracer(TRACER_NAME)
+    return _tracer
+
+
+def add_span_processor(processor: SpanProcessor) -> None:
+    """Add a span processor (an exporter's, say) to the process's provider."""
+    get_tracer_provider().add_span_processor(processor)
+
+
+def root_sampler() -> BaseplateSampler | None:
+    """The bridge's sampler, or None when the application brought its own."""
+    sampler = get_tracer_provider().sampler
+    return sampler if isinstance(sampler, BaseplateSampler) else None
+
+
+def _install() -> TracerProvider:
+    global _provider  # noqa: PLW0603 - one per process, made lazily
+    existing = trace.get_tracer_provider()
+    if isinstance(existing, TracerProvider):
+        provider = existing
+        _warn_about_foreign_provider(provider)
+    else:
+        provider = TracerProvider(sampler=BaseplateSampler(), id_generator=BaseplateIdGenerator())
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(OwnerNotifyingSpanProcessor())
+    _provider = provider
+    return provider
+
+
+def _warn_about_foreign_provider(provider: TracerProvider) -> None:
+    lost = []
+    if not isinstance(provider.id_generator, BaseplateIdGenerator):
+        lost.append("64-bit trace ids and span ids taken from upstream Baseplate headers")
+    if not isinstance(provider.sampler, BaseplateSampler):
+        lost.append("recording unsampled requests and the Baseplate debug flag")
+    if lost:
+        logger.warning(
+            "using the application's own TracerProvider; these Baseplate guarantees do not "
+            "apply: %s",
+            "; ".join(lost),
+        )
+
+
+def _reset_for_tests() -> None:
+    """Forget the provider and let a new global one be installed (tests only)."""
+    global _provider, _tracer  # noqa: PLW0603
+    with _lock:
+        if _provider is not None:
+            _provider.shutdown()
+        _provider = None
+        _tracer = None
+        trace._TRACER_PROVIDER = None
+        trace._TRACER_PROVIDER_SET_ONCE = trace.Once()  # type: ignore[attr-defined]

@@ -1,0 +1,78 @@
+"""Parent-based sampling that still records every span.
+
+A span that is not sampled is created as RECORD_ONLY rather than dropped:
+span processors (and through them Baseplate's metrics observer) see every
+request, while exporters, which only take sampled spans, do not. The parent's
+decision always wins over the root ratio, so a sampled parent never gets
+unsampled children.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+
+from bridge import creation
+
+_ID_RANGE = 2**64
+
+
+class BaseplateSampler(Sampler):
+    """Sample as the parent did; sample roots at ``root_ratio``.
+
+    A forced decision in the :class:`~bridge.creation.SpanRequest` of the span
+    being created (an upstream's flag, the debug flag) overrides both.
+    ``root_ratio`` may be changed at any time; tracers copy the sampler object
+    when they are made, so the ratio is read on every decision.
+    """
+
+    def __init__(self, root_ratio: float = 1.0) -> None:
+        self.root_ratio = root_ratio
+
+    @property
+    def root_ratio(self) -> float:
+        """The share of new traces that are sampled, from 0 to 1."""
+        return self._root_ratio
+
+    @root_ratio.setter
+    def root_ratio(self, ratio: float) -> None:
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"root sampling ratio must be between 0 and 1, not {ratio!r}")
+        self._root_ratio = ratio
+        self._bound = round(ratio * _ID_RANGE)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        """Decide whether the new span is sampled; it is always recorded."""
+        parent = trace.get_current_span(parent_context).get_span_context()
+        request = creation.pending()
+        if request is not None and request.sampled is not None:
+            sampled = request.sampled
+        elif parent.is_valid and not (request is not None and request.decide_as_root):
+            sampled = parent.trace_flags.sampled
+        else:
+            # The low 64 bits are random for Baseplate and W3C ids alike.
+            sampled = (trace_id % _ID_RANGE) < self._bound
+        return SamplingResult(
+            Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY,
+            attributes,
+            parent.trace_state if parent.is_valid else trace_state,
+        )
+
+    def get_description(self) -> str:
+        """Name the sampler and its ratio, for diagnostics."""
+        return f"BaseplateSampler{{root_ratio={self._root_ratio}}}"
