@@ -1,0 +1,135 @@
+"""Facade spans as OpenTelemetry spans: ids, parentage, kinds, attributes, sampling."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from baseplate.core import Baseplate, TraceInfo
+from bridge import provider
+
+
+@pytest.fixture
+def baseplate():
+    return Baseplate()
+
+
+def by_name(exporter):
+    return {span.name: span for span in exporter.get_finished_spans()}
+
+
+def run_request(baseplate, trace_info=None):
+    server = baseplate.make_server_span(SimpleNamespace(), "handler", trace_info)
+    with server:
+        with server.make_child("client.call") as client:
+            client.set_tag("peer", "db")
+            client.set_tag("rows", 3)
+            client.set_tag("odd", {"a": 1})
+            client.log("retry", {"attempt": 2})
+            client.log("plain")
+        with server.make_child("op", local=True, component_name="comp"):
+            pass
+    return server, client
+
+
+def test_upstream_ids_become_the_otel_ids(baseplate, spans):
+    info = TraceInfo.from_upstream(1234, 2345, 3456, True, None)
+    _, client = run_request(baseplate, info)
+    exported = by_name(spans)
+
+    otel_server = exported["handler"]
+    assert otel_server.context.trace_id == 1234
+    assert otel_server.context.span_id == 3456
+    assert otel_server.parent.span_id == 2345
+    assert otel_server.parent.is_remote
+    assert otel_server.kind is SpanKind.SERVER
+
+    otel_client = exported["client.call"]
+    assert otel_client.context.span_id == client.id
+    assert otel_client.parent.span_id == 3456
+    assert otel_client.context.trace_id == 1234
+    assert otel_client.kind is SpanKind.CLIENT
+    assert exported["op"].kind is SpanKind.INTERNAL
+    assert exported["op"].parent.span_id == 3456
+
+
+def test_new_trace_is_a_root_with_64_bit_ids(baseplate, spans):
+    server, _ = run_request(baseplate)
+    otel_server = by_name(spans)["handler"]
+    assert otel_server.parent is None
+    assert otel_server.context.trace_id == server.trace_id == server.id
+    assert otel_server.context.trace_id < 2**64
+
+
+def test_parent_id_zero_makes_a_root_in_the_upstream_trace(baseplate, spans):
+    run_request(baseplate, TraceInfo.from_upstream(2**64 - 1, 0, 2**63, True, None))
+    otel_server = by_name(spans)["handler"]
+    assert otel_server.parent is None
+    assert otel_server.context.trace_id == 2**64 - 1
+    assert otel_server.context.span_id == 2**63
+
+
+def test_tags_and_logs_become_attributes_and_events(baseplate, spans):
+    run_request(baseplate)
+    otel_client = by_name(spans)["client.call"]
+    assert dict(otel_client.attributes) == {"peer": "db", "rows": 3, "odd": "{'a': 1}"}
+    assert [(e.name, dict(e.attributes)) for e in otel_client.events] == [
+        ("retry", {"payload": "{'attempt': 2}"}),
+        ("plain", {}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sampled", "flags", "exported"),
+    [(True, None, True), (False, None, False), (False, 1, True), (False, 0, False)],
+)
+def test_upstream_sampling_decision_is_honoured(baseplate, spans, sampled, flags, exported):
+    run_request(baseplate, TraceInfo.from_upstream(1, 2, 3, sampled, flags))
+    names = set(by_name(spans))
+    assert names == ({"handler", "client.call", "op"} if exported else set())
+
+
+def test_unsampled_spans_are_still_recording(baseplate, spans):
+    server = baseplate.make_server_span(
+        SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
+    )
+    with server:
+        current = trace.get_current_span()
+        assert current.is_recording()
+        assert not current.get_span_context().trace_flags.sampled
+
+
+@pytest.mark.parametrize(("ratio", "exported"), [(0.0, 0), (1.0, 20)])
+def test_undecided_roots_use_the_root_ratio(baseplate, spans, ratio, exported):
+    sampler = provider.root_sampler()
+    sampler.root_ratio = ratio
+    for _ in range(20):
+        with baseplate.make_server_span(SimpleNamespace(), "handler"):
+            pass
+    assert len(spans.get_finished_spans()) == exported
+
+
+def test_undecided_upstream_with_parent_uses_the_root_ratio(baseplate, spans):
+    provider.root_sampler().root_ratio = 0.0
+    run_request(baseplate, TraceInfo.from_upstream(1, 2, 3, None, None))
+    assert spans.get_finished_spans() == ()
+
+
+def test_children_follow_the_server_span_decision(baseplate, spans):
+    provider.root_sampler().root_ratio = 0.5
+    for _ in range(40):
+        run_request(baseplate)
+    exported = spans.get_finished_spans()
+    traces = {}
+    for span in exported:
+        traces.setdefault(span.context.trace_id, set()).add(span.name)
+    assert 0 < len(traces) < 40
+    assert all(names == {"handler", "client.call", "op"} for names in traces.values())
+
+
+def test_bad_ratio_is_rejected(spans):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        provider.root_sampler().root_ratio = 1.5
