@@ -151,7 +151,7 @@ class Span:
         indicates that timers etc. should start ticking. The span becomes the
         current OpenTelemetry span until it finishes.
         """
-        previous = otel_context.get_current()
+        previous = _live_context(otel_context.get_current())
         otel_span = creation.start_span(
             provider.get_tracer(),
             self.name,
@@ -386,20 +386,27 @@ def _exc_info_of(span: ReadableSpan) -> ExcInfo | None:
     return None
 
 
-def _restore_context() -> None:
-    """Make the nearest unfinished facade span current again.
+def _live_context(context: otel_context.Context) -> otel_context.Context:
+    """``context``, or the nearest context before it whose current span is still open.
 
-    Walks back from the current context past facade spans that have
-    finished, so a span finished out of order, or in another greenlet,
-    never stays current. Does not depend on context tokens, which cannot be
-    used across contexts.
+    Walks back past facade spans that have finished, so a span finished out
+    of order, or in another greenlet, never stays current. Stops at a span
+    created by another library: it is still open, and its own ``with`` block
+    restores what came before it. Does not depend on context tokens, which
+    cannot be used across contexts.
     """
-    current = otel_context.get_current()
-    target = current
     while True:
-        span = otel_context.get_value(_FACADE_SPAN_KEY, target)
+        span = otel_context.get_value(_FACADE_SPAN_KEY, context)
         if not isinstance(span, Span) or not span._finished:
-            break
-        target = span._previous_context or otel_context.Context()
+            return context
+        if trace.get_current_span(context) is not span._otel_span:
+            return context
+        context = span._previous_context or otel_context.Context()
+
+
+def _restore_context() -> None:
+    """Make the nearest open span current again, after a facade span finished."""
+    current = otel_context.get_current()
+    target = _live_context(current)
     if target is not current:
         otel_context.attach(target)

@@ -1,0 +1,459 @@
+"""Mixing Baseplate's spans with OpenTelemetry-instrumented libraries.
+
+The acceptance scenario: an application instruments ``requests`` and ``redis``
+with the stock OpenTelemetry instrumentations and calls them while handling a
+Baseplate request. The spans those libraries create must join the request's
+trace, reach the request's observers (metrics included) as child spans, and be
+suppressed inside a Baseplate client span, which already stands for the call.
+
+Everything here is real: a local HTTP server, the Redis server on
+127.0.0.1:6379, and a UDP socket standing in for statsd.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import types
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import redis
+import requests
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind, StatusCode
+
+from baseplate import metrics_client_from_config
+from baseplate.core import Baseplate, RecordedSpanError, ServerSpan, TraceInfo
+from baseplate.testing import RecordingObserver
+
+REDIS_HOST = "127.0.0.1"
+TIMER = r"[0-9]+(?:\.[0-9]+)?"
+
+
+# -- a real HTTP server that remembers what it was sent ------------------------
+
+
+class _RecordingHandler(BaseHTTPRequestHandler):
+    server: _RecordingHTTPServer
+
+    def do_GET(self) -> None:
+        self.server.received_headers.append(dict(self.headers.items()))
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+class _RecordingHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        self.received_headers: list[dict[str, str]] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/thing"
+
+
+@pytest.fixture
+def http_server() -> Iterator[_RecordingHTTPServer]:
+    server = _RecordingHTTPServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A URL on a local port that nothing listens on (connection refused)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/nothing-here"
+
+
+# -- instrumentation, installed after the fresh provider of ``spans`` ----------
+#
+# An instrumentor asks for its tracer when it is instrumented, so it must be
+# instrumented after the ``spans`` fixture installed the provider of the test.
+
+
+@pytest.fixture
+def instrumented_requests(spans) -> Iterator[None]:
+    instrumentor = RequestsInstrumentor()
+    instrumentor.instrument()
+    yield
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
+def instrumented_redis(spans) -> Iterator[None]:
+    instrumentor = RedisInstrumentor()
+    instrumentor.instrument()
+    yield
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
+def redis_client(spans, instrumented_redis) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=REDIS_HOST, port=6379)
+    client.ping()
+    spans.clear()  # the PING above is a (root) span of its own
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_key(request) -> Iterator[str]:
+    key = f"baseplate-tests:{request.node.name}"
+    yield key
+    with redis.Redis(host=REDIS_HOST, port=6379) as cleaner:
+        cleaner.delete(key)
+
+
+# -- Baseplate with metrics and a recording observer ---------------------------
+
+
+class Service:
+    def __init__(self, statsd) -> None:
+        self.recorder = RecordingObserver()
+        self.baseplate = Baseplate()
+        self.baseplate.configure_metrics(
+            metrics_client_from_config(
+                {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
+            )
+        )
+        self.baseplate.register(self.recorder)
+        self.statsd = statsd
+
+    def server_span(self, name: str, trace_info: TraceInfo | None = None) -> ServerSpan:
+        return self.baseplate.make_server_span(types.SimpleNamespace(), name, trace_info)
+
+    def metric_lines(self) -> list[str]:
+        datagrams = self.statsd.received()
+        return [line for datagram in datagrams for line in datagram.decode().split("\n")]
+
+
+@pytest.fixture
+def service(statsd) -> Service:
+    return Service(statsd)
+
+
+def by_name(finished: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [span for span in finished if span.name == name]
+
+
+def only(finished: tuple[ReadableSpan, ...], name: str) -> ReadableSpan:
+    matching = by_name(finished, name)
+    assert len(matching) == 1, [span.name for span in finished]
+    return matching[0]
+
+
+def assert_child_of(span: ReadableSpan, parent_trace_id: int, parent_span_id: int) -> None:
+    assert span.context.trace_id == parent_trace_id
+    assert span.parent is not None
+    assert span.parent.span_id == parent_span_id
+
+
+def assert_timer(lines: list[str], name: str) -> None:
+    assert any(re.fullmatch(rf"{re.escape(name)}:{TIMER}\|ms", line) for line in lines), lines
+
+
+def events_of(recorder: RecordingObserver, span_name: str) -> list[tuple]:
+    return [event for event in recorder.events if event[0] == span_name]
+
+
+# -- A1, A2: requests ----------------------------------------------------------
+
+
+def test_requests_span_joins_the_request(spans, service, http_server, instrumented_requests):
+    with service.server_span("get_thing") as server_span:
+        response = requests.get(http_server.url, timeout=10)
+    assert response.status_code == 200
+    assert response.text == "hello"
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["GET", "get_thing"]
+    native = only(finished, "GET")
+    server = only(finished, "get_thing")
+    assert native.kind is SpanKind.CLIENT
+    assert server.kind is SpanKind.SERVER
+    assert server.context.trace_id == server_span.trace_id
+    assert server.context.span_id == server_span.id
+    assert_child_of(native, server_span.trace_id, server_span.id)
+    assert native.attributes["http.status_code"] == 200
+
+
+def test_requests_span_reaches_the_observers(spans, service, http_server, instrumented_requests):
+    with service.server_span("get_thing"):
+        requests.get(http_server.url, timeout=10).close()
+
+    events = service.recorder.events
+    created = ("get_thing", "on_child_span_created", "GET")
+    assert created in events
+    native_events = events_of(service.recorder, "GET")
+    assert native_events[0] == ("GET", "on_start")
+    assert native_events[-1] == ("GET", "on_finish", None)
+    assert ("GET", "on_set_tag", "http.status_code", 200) in native_events
+    assert ("GET", "on_set_tag", "http.method", "GET") in native_events
+    assert ("GET", "on_set_tag", "http.url", http_server.url) in native_events
+    # All of the native span's life happens inside the request, after its creation.
+    assert events.index(created) < events.index(("GET", "on_start"))
+    assert events.index(("GET", "on_finish", None)) < events.index(("get_thing", "on_finish", None))
+    assert events[-1] == ("get_thing", "on_finish", None)
+
+
+def test_requests_span_is_timed_and_counted(spans, service, http_server, instrumented_requests):
+    with service.server_span("get_thing"):
+        requests.get(http_server.url, timeout=10).close()
+
+    datagrams = service.statsd.received()
+    assert len(datagrams) == 1, "one batch per request"
+    lines = datagrams[0].decode().split("\n")
+    assert_timer(lines, "svc.clients.GET")
+    assert "svc.clients.GET.success:1|c" in lines
+    assert_timer(lines, "svc.server.get_thing")
+    assert "svc.server.get_thing.success:1|c" in lines
+    assert not any("failure" in line for line in lines)
+
+
+def test_traceparent_carries_the_request_trace(
+    spans, service, http_server, instrumented_requests, monkeypatch
+):
+    monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
+    with service.server_span("get_thing") as server_span:
+        requests.get(http_server.url, timeout=10).close()
+
+    assert len(http_server.received_headers) == 1
+    headers = {key.lower(): value for key, value in http_server.received_headers[0].items()}
+    match = re.fullmatch(
+        r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})", headers.get("traceparent", "")
+    )
+    assert match, headers
+    trace_id, parent_span_id, flags = match.groups()
+    assert trace_id == f"{server_span.trace_id:032x}"
+    # The downstream's parent is the requests span, itself a child of the server span.
+    native = only(spans.get_finished_spans(), "GET")
+    assert parent_span_id == f"{native.context.span_id:016x}"
+    assert flags == "01"
+
+
+# -- A3: redis -----------------------------------------------------------------
+
+
+def test_redis_spans_are_children_of_the_request(spans, service, redis_client, redis_key):
+    with service.server_span("store") as server_span:
+        redis_client.set(redis_key, "value")
+        assert redis_client.get(redis_key) == b"value"
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["GET", "SET", "store"]
+    for name in ("SET", "GET"):
+        native = only(finished, name)
+        assert native.kind is SpanKind.CLIENT
+        assert native.attributes["db.system"] == "redis"
+        assert_child_of(native, server_span.trace_id, server_span.id)
+    assert only(finished, "SET").end_time <= only(finished, "GET").start_time
+
+    recorder = service.recorder
+    assert ("store", "on_child_span_created", "SET") in recorder.events
+    assert ("store", "on_child_span_created", "GET") in recorder.events
+    assert ("SET", "on_finish", None) in recorder.events
+    assert ("GET", "on_finish", None) in recorder.events
+
+    lines = service.metric_lines()
+    assert_timer(lines, "svc.clients.SET")
+    assert_timer(lines, "svc.clients.GET")
+    assert "svc.clients.SET.success:1|c" in lines
+    assert "svc.clients.GET.success:1|c" in lines
+    assert_timer(lines, "svc.server.store")
+    assert "svc.server.store.success:1|c" in lines
+
+
+# -- A4: errors recorded on native spans ---------------------------------------
+
+
+def test_failed_requests_call_is_a_failure(spans, service, instrumented_requests, closed_port_url):
+    with service.server_span("get_thing"), pytest.raises(requests.ConnectionError):
+        requests.get(closed_port_url, timeout=10)
+
+    finished = spans.get_finished_spans()
+    native = only(finished, "GET")
+    assert native.status.status_code is StatusCode.ERROR
+    assert any(event.name == "exception" for event in native.events)
+
+    finishes = [event for event in service.recorder.events if event[:2] == ("GET", "on_finish")]
+    assert len(finishes) == 1
+    exc_info = finishes[0][2]
+    assert exc_info is not None
+    assert isinstance(exc_info[1], requests.ConnectionError | RecordedSpanError)
+    assert issubclass(exc_info[0], requests.ConnectionError | RecordedSpanError)
+    # The server span itself finished normally: the application handled the error.
+    assert ("get_thing", "on_finish", None) in service.recorder.events
+
+    lines = service.metric_lines()
+    assert "svc.clients.GET.failure:1|c" in lines
+    assert "svc.clients.GET.success:1|c" not in lines
+    assert_timer(lines, "svc.clients.GET")
+    assert "svc.server.get_thing.success:1|c" in lines
+
+
+def test_failed_redis_command_is_a_failure(spans, service, redis_client, redis_key):
+    redis_client.set(redis_key, "not a number")
+    spans.clear()
+    with service.server_span("bump"), pytest.raises(redis.ResponseError):
+        redis_client.incr(redis_key)
+
+    native = only(spans.get_finished_spans(), "INCRBY")
+    assert native.status.status_code is StatusCode.ERROR
+    finishes = [event for event in service.recorder.events if event[:2] == ("INCRBY", "on_finish")]
+    assert len(finishes) == 1
+    exc_info = finishes[0][2]
+    assert exc_info is not None
+    assert isinstance(exc_info[1], redis.ResponseError | RecordedSpanError)
+    lines = service.metric_lines()
+    assert "svc.clients.INCRBY.failure:1|c" in lines
+
+
+# -- A5: suppression inside client spans, not inside local spans ---------------
+
+
+def test_no_native_span_inside_a_client_span(spans, service, redis_client, redis_key):
+    with (
+        service.server_span("lookup") as server_span,
+        server_span.make_child("redis.get") as client_span,
+    ):
+        assert redis_client.get(redis_key) is None
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["lookup", "redis.get"]
+    facade = only(finished, "redis.get")
+    assert facade.kind is SpanKind.CLIENT
+    assert facade.context.span_id == client_span.id
+    assert_child_of(facade, server_span.trace_id, server_span.id)
+
+    assert not any(
+        event[1] == "on_child_span_created" and event[0] == "redis.get"
+        for event in service.recorder.events
+    )
+    lines = service.metric_lines()
+    assert_timer(lines, "svc.clients.redis.get")
+    assert not any(line.startswith("svc.clients.GET") for line in lines), lines
+
+
+def test_no_native_http_span_inside_a_client_span(
+    spans, service, http_server, instrumented_requests
+):
+    with (
+        service.server_span("lookup") as server_span,
+        server_span.make_child("thing_service.get"),
+    ):
+        requests.get(http_server.url, timeout=10).close()
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["lookup", "thing_service.get"]
+
+
+def test_native_span_inside_a_local_span(spans, service, redis_client, redis_key):
+    with (
+        service.server_span("lookup") as server_span,
+        server_span.make_child("work", local=True, component_name="c") as local_span,
+    ):
+        assert redis_client.get(redis_key) is None
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["GET", "lookup", "work"]
+    local = only(finished, "work")
+    assert local.kind is SpanKind.INTERNAL
+    assert_child_of(local, server_span.trace_id, server_span.id)
+    assert_child_of(only(finished, "GET"), server_span.trace_id, local_span.id)
+
+    assert ("work", "on_child_span_created", "GET") in service.recorder.events
+    assert ("GET", "on_finish", None) in service.recorder.events
+    lines = service.metric_lines()
+    assert_timer(lines, "svc.c.work")
+
+
+def test_suppression_ends_with_the_client_span(spans, service, redis_client, redis_key):
+    with service.server_span("lookup") as server_span:
+        with server_span.make_child("redis.get"):
+            redis_client.get(redis_key)
+        redis_client.get(redis_key)
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["GET", "lookup", "redis.get"]
+    assert_child_of(only(finished, "GET"), server_span.trace_id, server_span.id)
+
+
+# -- A6: sampling --------------------------------------------------------------
+
+
+def test_unsampled_request_is_observed_but_not_exported(
+    spans, service, http_server, instrumented_requests
+):
+    trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=False, flags=None)
+    with service.server_span("get_thing", trace_info) as server_span:
+        requests.get(http_server.url, timeout=10).close()
+
+    assert spans.get_finished_spans() == ()
+    assert server_span.sampled is False
+
+    recorder = service.recorder
+    assert ("get_thing", "on_child_span_created", "GET") in recorder.events
+    assert ("GET", "on_set_tag", "http.status_code", 200) in recorder.events
+    assert ("GET", "on_finish", None) in recorder.events
+
+    lines = service.metric_lines()
+    assert_timer(lines, "svc.server.get_thing")
+    assert "svc.server.get_thing.success:1|c" in lines
+    assert_timer(lines, "svc.clients.GET")
+    assert "svc.clients.GET.success:1|c" in lines
+
+    # The trace stays unsampled downstream, but keeps its id.
+    traceparent = http_server.received_headers[0]["traceparent"]
+    assert traceparent.startswith(f"00-{1234:032x}-")
+    assert traceparent.endswith("-00")
+
+
+def test_debug_flag_forces_export(spans, service, http_server, instrumented_requests):
+    trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=False, flags=1)
+    with service.server_span("get_thing", trace_info):
+        requests.get(http_server.url, timeout=10).close()
+
+    finished = spans.get_finished_spans()
+    assert sorted(span.name for span in finished) == ["GET", "get_thing"]
+    assert_child_of(only(finished, "GET"), 1234, 3456)
+    assert all(span.context.trace_flags.sampled for span in finished)
+    assert service.metric_lines()
+
+
+def test_upstream_ids_are_kept(spans, service, http_server, instrumented_requests):
+    trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=True, flags=None)
+    with service.server_span("get_thing", trace_info) as server_span:
+        requests.get(http_server.url, timeout=10).close()
+
+    assert (server_span.trace_id, server_span.parent_id, server_span.id) == (1234, 2345, 3456)
+    finished = spans.get_finished_spans()
+    server = only(finished, "get_thing")
+    assert server.context.trace_id == 1234
+    assert server.context.span_id == 3456
+    assert server.parent is not None
+    assert server.parent.span_id == 2345
+    assert server.parent.is_remote
+    assert_child_of(only(finished, "GET"), 1234, 3456)
