@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
 
 
-@dataclass(frozen=True, slots=True)
 class SpanRequest:
     """What the caller decided about the span it is creating.
 
@@ -33,11 +31,29 @@ class SpanRequest:
         bridge's span processor leaves it alone.
     """
 
-    trace_id: int | None = None
-    span_id: int | None = None
-    sampled: bool | None = None
-    decide_as_root: bool = False
-    owned: bool = True
+    # A plain slotted class: one is made per span, and a frozen dataclass
+    # costs several times more to construct.
+    __slots__ = ("decide_as_root", "owned", "sampled", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        trace_id: int | None = None,
+        span_id: int | None = None,
+        sampled: bool | None = None,
+        decide_as_root: bool = False,
+        owned: bool = True,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.decide_as_root = decide_as_root
+        self.owned = owned
+
+    def __repr__(self) -> str:
+        return (
+            f"SpanRequest(trace_id={self.trace_id}, span_id={self.span_id}, "
+            f"sampled={self.sampled}, decide_as_root={self.decide_as_root}, owned={self.owned})"
+        )
 
 
 #: The request for an owned span with no other instructions.

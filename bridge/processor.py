@@ -37,7 +37,7 @@ class SpanOwner(Protocol):
         """A span was started under the owned span; return the new span's owner, if any."""
 
     def adopted_span_ended(self, span: ReadableSpan) -> None:
-        """The span this owner adopted has ended."""
+        """The span this owner adopted, or was registered for, has ended."""
 
 
 def _key(span_context: SpanContext) -> tuple[int, int]:
@@ -45,13 +45,12 @@ def _key(span_context: SpanContext) -> tuple[int, int]:
 
 
 def register_owner(span_context: SpanContext, owner: SpanOwner) -> None:
-    """Make ``owner`` hear about the spans started under ``span_context``'s span."""
+    """Make ``owner`` hear about the spans started under ``span_context``'s span.
+
+    The registration ends when the span ends: the owner's
+    :meth:`~SpanOwner.adopted_span_ended` is then called, as for an adopted span.
+    """
     _owners[_key(span_context)] = owner
-
-
-def unregister_owner(span_context: SpanContext) -> None:
-    """Forget the owner of ``span_context``'s span (call before ending it)."""
-    _owners.pop(_key(span_context), None)
 
 
 def live_owner_count() -> int:

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 
 from baseplate.core._observers import ExcInfo, SpanObserver
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 #: The facade span that is current in an OpenTelemetry context.
 _FACADE_SPAN_KEY = otel_context.create_key("baseplate-span")
+_OTEL_SPAN_KEY = _SPAN_KEY
 _SUPPRESSION_KEYS = (
     otel_context._SUPPRESS_INSTRUMENTATION_KEY,
     otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
@@ -54,10 +56,11 @@ def _report_observer_failure(observer: object, event: str) -> None:
     logger.log(level, "observer %r failed in %s", observer, event, exc_info=True)
 
 
+_PRIMITIVE_TYPES = frozenset((str, bool, int, float))
+
+
 def _attribute_value(value: Any) -> AttributeValue:
-    if isinstance(value, str | bool | int | float):
-        return value
-    return str(value)
+    return value if type(value) in _PRIMITIVE_TYPES else str(value)
 
 
 class Span:
@@ -100,6 +103,8 @@ class Span:
         self.observers.append(observer)
 
     def _notify(self, event: str, *args: Any) -> None:
+        if not self.observers:
+            return
         for observer in self.observers:
             try:
                 getattr(observer, event)(*args)
@@ -111,6 +116,8 @@ class Span:
     def _parent_context(self, base: otel_context.Context) -> otel_context.Context:
         parent = self._parent
         if parent is not None and parent._otel_span is not None:
+            if otel_context.get_value(_OTEL_SPAN_KEY, base) is parent._otel_span:
+                return base
             return trace.set_span_in_context(parent._otel_span, base)
         if not self.parent_id:
             return trace.set_span_in_context(trace.INVALID_SPAN, base)
@@ -138,11 +145,14 @@ class Span:
         )
 
     def _current_context(self, otel_span: trace.Span) -> otel_context.Context:
-        ctx = trace.set_span_in_context(otel_span, self._previous_context)
+        # One copy of the previous context with every key this span sets.
+        values = dict(self._previous_context or {})
+        values[_OTEL_SPAN_KEY] = otel_span
+        values[_FACADE_SPAN_KEY] = self
         if self._suppresses_instrumentation:
             for key in _SUPPRESSION_KEYS:
-                ctx = otel_context.set_value(key, True, ctx)
-        return otel_context.set_value(_FACADE_SPAN_KEY, self, ctx)
+                values[key] = True
+        return otel_context.Context(values)
 
     def start(self) -> None:
         """Record the start of the span.
@@ -214,7 +224,6 @@ class Span:
             if exc_info is not None and exc_info[1] is not None:
                 otel_span.record_exception(exc_info[1])
                 otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
-            processor.unregister_owner(otel_span.get_span_context())
             otel_span.end()
             _restore_context()
         except Exception:
@@ -396,10 +405,10 @@ def _live_context(context: otel_context.Context) -> otel_context.Context:
     cannot be used across contexts.
     """
     while True:
-        span = otel_context.get_value(_FACADE_SPAN_KEY, context)
+        span = context.get(_FACADE_SPAN_KEY)
         if not isinstance(span, Span) or not span._finished:
             return context
-        if trace.get_current_span(context) is not span._otel_span:
+        if context.get(_OTEL_SPAN_KEY) is not span._otel_span:
             return context
         context = span._previous_context or otel_context.Context()
 

@@ -38,8 +38,15 @@ class MetricsBaseplateObserver(BaseplateObserver):
         server_span.register(MetricsServerSpanObserver(batch, server_span))
 
 
-def _outcome(exc_info: ExcInfo | None) -> str:
-    return "failure" if exc_info is not None and exc_info[0] is not None else "success"
+class _OutcomeCounters:
+    """The names of a span's ``.success`` and ``.failure`` counters, made once."""
+
+    def __init__(self, base_name: str) -> None:
+        self.success = base_name + ".success"
+        self.failure = base_name + ".failure"
+
+    def name_for(self, exc_info: ExcInfo | None) -> str:
+        return self.failure if exc_info is not None and exc_info[0] is not None else self.success
 
 
 class _TimedSpanObserver(SpanObserver):
@@ -60,8 +67,9 @@ class MetricsServerSpanObserver(_TimedSpanObserver, ServerSpanObserver):
     """Times the request and counts its outcome; flushes the batch at the end."""
 
     def __init__(self, batch: Batch, server_span: ServerSpan) -> None:
-        self.base_name = "server." + server_span.name
-        super().__init__(batch, self.base_name)
+        base_name = "server." + server_span.name
+        self.outcome = _OutcomeCounters(base_name)
+        super().__init__(batch, base_name)
 
     def on_child_span_created(self, span: Span) -> None:
         observer: SpanObserver
@@ -73,7 +81,7 @@ class MetricsServerSpanObserver(_TimedSpanObserver, ServerSpanObserver):
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         super().on_finish(exc_info)
-        self.batch.counter(f"{self.base_name}.{_outcome(exc_info)}").increment()
+        self.batch.counter(self.outcome.name_for(exc_info)).increment()
         self.batch.flush()
 
 
@@ -88,8 +96,9 @@ class MetricsClientSpanObserver(_TimedSpanObserver):
     """Times a call to another service and counts its outcome and errors."""
 
     def __init__(self, batch: Batch, span: Span) -> None:
-        self.base_name = "clients." + span.name
-        super().__init__(batch, self.base_name)
+        base_name = "clients." + span.name
+        self.outcome = _OutcomeCounters(base_name)
+        super().__init__(batch, base_name)
 
     def on_log(self, name: str, payload: Any) -> None:
         if name == "error.object":
@@ -97,4 +106,4 @@ class MetricsClientSpanObserver(_TimedSpanObserver):
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         super().on_finish(exc_info)
-        self.batch.counter(f"{self.base_name}.{_outcome(exc_info)}").increment()
+        self.batch.counter(self.outcome.name_for(exc_info)).increment()
