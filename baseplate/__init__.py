@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from baseplate import config
 from baseplate.metrics import Client, make_client
+
+if TYPE_CHECKING:
+    from baseplate.diagnostics.sentry import SentryClient
+    from baseplate.diagnostics.tracing import TracingClient
 
 logger = logging.getLogger(__name__)
 
@@ -34,3 +39,144 @@ def metrics_client_from_config(raw_config: Mapping[str, str]) -> Client:
     if cfg.metrics.endpoint is None:
         logger.debug("metrics.endpoint is not set: metrics will be discarded")
     return make_client(cfg.metrics.namespace, cfg.metrics.endpoint)
+
+
+def tracing_client_from_config(
+    raw_config: Mapping[str, str], log_if_unconfigured: bool = True
+) -> TracingClient:
+    """Configure and return a tracing client.
+
+    ``tracing.service_name`` is required. The original's optional keys:
+    ``tracing.endpoint`` (deprecated remote recorder, ``host:port``),
+    ``tracing.queue_name`` (the sidecar's POSIX queue),
+    ``tracing.max_span_queue_size``, ``tracing.num_span_workers``,
+    ``tracing.span_batch_interval``, ``tracing.num_conns`` and
+    ``tracing.sample_rate`` (``"37%"`` or a fraction; default 10%). New keys:
+    ``tracing.exporter`` (``sidecar``, ``remote``, ``zipkin``, ``otlp``,
+    ``log`` or ``none``; by default what the keys above imply),
+    ``tracing.zipkin.endpoint`` and ``tracing.otlp.endpoint`` (URLs), and
+    ``tracing.tail.errors`` / ``tracing.tail.slower_than`` for tail sampling.
+    With no destination, spans are logged at debug level, or dropped if
+    ``log_if_unconfigured`` is false.
+    """
+    from baseplate.diagnostics import tracing
+
+    cfg = config.parse_config(
+        raw_config,
+        {
+            "tracing": {
+                "service_name": config.String,
+                "endpoint": config.Optional(config.Endpoint),
+                "queue_name": config.Optional(config.String),
+                "max_span_queue_size": config.Optional(
+                    config.Integer, default=tracing.DEFAULT_MAX_SPAN_QUEUE_SIZE
+                ),
+                "num_span_workers": config.Optional(config.Integer, default=5),
+                "span_batch_interval": config.Optional(
+                    config.Timespan, default=tracing.DEFAULT_SPAN_BATCH_INTERVAL
+                ),
+                "num_conns": config.Optional(config.Integer, default=100),
+                "sample_rate": config.Optional(
+                    config.Fallback(config.Percent, config.Float),
+                    default=tracing.DEFAULT_SAMPLE_RATE,
+                ),
+                "exporter": config.Optional(
+                    config.OneOf(**{name: name for name in tracing.EXPORTERS})
+                ),
+                "zipkin": {"endpoint": config.Optional(config.String)},
+                "otlp": {"endpoint": config.Optional(config.String)},
+                "tail": {
+                    "errors": config.Optional(config.Boolean, default=False),
+                    "slower_than": config.Optional(config.Timespan),
+                },
+            }
+        },
+    )
+    tracing_cfg = cfg.tracing
+    if not tracing_cfg.service_name:
+        raise config.ConfigurationError("tracing.service_name", "required but missing")
+    if not 0.0 <= tracing_cfg.sample_rate <= 1.0:
+        raise config.ConfigurationError(
+            "tracing.sample_rate", f"{tracing_cfg.sample_rate!r} is not between 0 and 1"
+        )
+    return tracing.make_client(
+        tracing_cfg.service_name,
+        tracing_endpoint=tracing_cfg.endpoint,
+        tracing_queue_name=tracing_cfg.queue_name,
+        max_span_queue_size=tracing_cfg.max_span_queue_size,
+        num_span_workers=tracing_cfg.num_span_workers,
+        span_batch_interval=tracing_cfg.span_batch_interval.total_seconds(),
+        num_conns=tracing_cfg.num_conns,
+        sample_rate=tracing_cfg.sample_rate,
+        log_if_unconfigured=log_if_unconfigured,
+        exporter=tracing_cfg.exporter,
+        zipkin_endpoint=tracing_cfg.zipkin.endpoint,
+        otlp_endpoint=tracing_cfg.otlp.endpoint,
+        tail_errors=tracing_cfg.tail.errors,
+        tail_slower_than=tracing_cfg.tail.slower_than,
+    )
+
+
+def _import_object(name: str) -> object:
+    """The object a fully qualified name such as ``package.module.name`` refers to."""
+    import importlib
+
+    module_name, _, attribute = name.rpartition(".")
+    if not module_name:
+        raise ValueError("expected a fully qualified name, such as 'package.module.name'")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {name}: {exc}") from exc
+
+
+def error_reporter_from_config(raw_config: Mapping[str, str], module_name: str) -> SentryClient:
+    """Configure and return an error reporter.
+
+    Reads ``sentry.dsn`` (blank or missing: events are discarded) and the
+    optional ``sentry.site``, ``sentry.environment``, ``sentry.include_paths``,
+    ``sentry.exclude_paths``, ``sentry.ignore_exceptions`` (fully qualified
+    class names, ``*`` globs allowed), ``sentry.sample_rate`` (e.g. ``37%``)
+    and ``sentry.processors`` (fully qualified names of callables or
+    raven-style processor classes). The comma-delimited keys are lists.
+
+    :param raw_config: The application configuration.
+    :param module_name: ``__name__`` of the root module of the application;
+        the git commit checked out where it lives becomes the release.
+
+    .. versionchanged:: 0.31
+       Returns a raven-compatible :class:`~baseplate.diagnostics.sentry.SentryClient`
+       built on sentry-sdk instead of a ``raven.Client``.
+    """
+    from baseplate.diagnostics import sentry
+
+    names = config.Optional(config.TupleOf(config.String), default=list[str]())
+    cfg = config.parse_config(
+        raw_config,
+        {
+            "sentry": {
+                "dsn": config.Optional(config.String, default=""),
+                "site": config.Optional(config.String),
+                "environment": config.Optional(config.String),
+                "include_paths": names,
+                "exclude_paths": names,
+                "ignore_exceptions": names,
+                "sample_rate": config.Optional(config.Percent, default=1.0),
+                "processors": config.Optional(config.TupleOf(_import_object), default=[]),
+            }
+        },
+    )
+    sentry_cfg = cfg.sentry
+    if not sentry_cfg.dsn:
+        logger.debug("sentry.dsn is not set: error reports will be discarded")
+    return sentry.make_client(
+        sentry_cfg.dsn,
+        site=sentry_cfg.site,
+        environment=sentry_cfg.environment,
+        module_name=module_name,
+        include_paths=sentry_cfg.include_paths,
+        exclude_paths=sentry_cfg.exclude_paths,
+        ignore_exceptions=sentry_cfg.ignore_exceptions,
+        sample_rate=sentry_cfg.sample_rate,
+        processors=sentry_cfg.processors,
+    )

@@ -14,6 +14,7 @@ import logging
 import threading
 
 from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from bridge.ids import BaseplateIdGenerator
@@ -27,6 +28,7 @@ TRACER_NAME = "baseplate"
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
+_service_name: str | None = None
 
 
 def get_tracer_provider() -> TracerProvider:
@@ -55,6 +57,28 @@ def add_span_processor(processor: SpanProcessor) -> None:
     get_tracer_provider().add_span_processor(processor)
 
 
+def set_service_name(name: str) -> None:
+    """Name the service in the resource of the provider the bridge will create.
+
+    Exporters that send the resource (Zipkin, OTLP) report spans under this
+    name. It must be set before the provider is first used; later calls only
+    log a warning, since a provider's resource cannot change.
+    """
+    global _service_name  # noqa: PLW0603 - one per process
+    with _lock:
+        if _provider is not None:
+            current = _provider.resource.attributes.get(SERVICE_NAME)
+            if current != name:
+                logger.warning(
+                    "the tracer provider already exists with service.name %r; "
+                    "%r applies only to exporters that name the service themselves",
+                    current,
+                    name,
+                )
+            return
+        _service_name = name
+
+
 def root_sampler() -> BaseplateSampler | None:
     """The bridge's sampler, or None when the application brought its own."""
     sampler = get_tracer_provider().sampler
@@ -68,7 +92,12 @@ def _install() -> TracerProvider:
         provider = existing
         _warn_about_foreign_provider(provider)
     else:
-        provider = TracerProvider(sampler=BaseplateSampler(), id_generator=BaseplateIdGenerator())
+        resource = Resource.create({SERVICE_NAME: _service_name} if _service_name else {})
+        provider = TracerProvider(
+            sampler=BaseplateSampler(),
+            id_generator=BaseplateIdGenerator(),
+            resource=resource,
+        )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
     _provider = provider
@@ -91,8 +120,9 @@ def _warn_about_foreign_provider(provider: TracerProvider) -> None:
 
 def _reset_for_tests() -> None:
     """Forget the provider and let a new global one be installed (tests only)."""
-    global _provider, _tracer  # noqa: PLW0603
+    global _provider, _tracer, _service_name  # noqa: PLW0603
     with _lock:
+        _service_name = None
         if _provider is not None:
             _provider.shutdown()
         _provider = None

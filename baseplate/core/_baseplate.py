@@ -10,6 +10,7 @@ from baseplate.core._trace_info import TraceInfo
 
 if TYPE_CHECKING:
     from baseplate.context import ContextFactory
+    from baseplate.diagnostics.tracing import TracingClient
     from baseplate.metrics import Client
 
 
@@ -58,15 +59,13 @@ class Baseplate:
 
         self.register(MetricsBaseplateObserver(metrics_client))
 
-    def configure_tracing(self, tracing_client: Any, *args: Any, **kwargs: Any) -> None:
+    def configure_tracing(self, tracing_client: TracingClient, *args: Any, **kwargs: Any) -> None:
         """Collect and send span information for request tracing.
 
         :param tracing_client: A
             :class:`baseplate.diagnostics.tracing.TracingClient`.
         """
-        from baseplate.diagnostics.tracing import (  # type: ignore[import-not-found]
-            TraceBaseplateObserver,
-        )
+        from baseplate.diagnostics.tracing import TraceBaseplateObserver
 
         self.register(TraceBaseplateObserver(tracing_client, *args, **kwargs))
 
@@ -76,7 +75,7 @@ class Baseplate:
         This also adds the client to the ``sentry`` attribute on the context
         object, where you can send your own application-specific events.
         """
-        from baseplate.diagnostics.sentry import (  # type: ignore[import-not-found]
+        from baseplate.diagnostics.sentry import (
             SentryBaseplateObserver,
         )
 

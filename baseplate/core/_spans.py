@@ -28,6 +28,7 @@ from opentelemetry.util.types import AttributeValue
 from baseplate.core._observers import ExcInfo, SpanObserver
 from bridge import creation, processor, provider
 from bridge.ids import random_id
+from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,14 @@ class Span:
         self._previous_context: otel_context.Context | None = None
         self._finished = False
 
+    @property
+    def otel_span(self) -> trace.Span | None:
+        """The OpenTelemetry span underneath, once started.
+
+        .. versionadded:: 0.31
+        """
+        return self._otel_span
+
     def register(self, observer: SpanObserver) -> None:
         """Register an observer to receive events from this span."""
         self.observers.append(observer)
@@ -144,6 +153,14 @@ class Span:
             decide_as_root=self._parent is None and self.sampled is None,
         )
 
+    def _start_attributes(self) -> dict[str, AttributeValue] | None:
+        attributes: dict[str, AttributeValue] = {}
+        if self.component_name is not None:
+            attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
+        if self.flags is not None and self.flags & _DEBUG_FLAG:
+            attributes[DEBUG_ATTRIBUTE] = True
+        return attributes or None
+
     def _current_context(self, otel_span: trace.Span) -> otel_context.Context:
         # One copy of the previous context with every key this span sets.
         values = dict(self._previous_context or {})
@@ -168,6 +185,7 @@ class Span:
             self._parent_context(previous),
             self._kind,
             self._span_request(),
+            self._start_attributes(),
         )
         span_context = otel_span.get_span_context()
         if span_context.span_id != self.id:

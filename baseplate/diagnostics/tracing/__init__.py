@@ -1,0 +1,255 @@
+"""Distributed tracing: where finished spans go.
+
+Every Baseplate span is an OpenTelemetry span, so tracing is a matter of
+attaching an exporter to the tracer provider. A :class:`TracingClient` names
+the destination and the root sample rate; :class:`TraceBaseplateObserver`
+(installed by :meth:`~baseplate.core.Baseplate.configure_tracing`) attaches
+the client's exporter, behind a batching span processor, the first time a
+request is served, so that a server that forks workers builds it in each
+worker. Exporting happens off the request's path and never raises into it.
+
+Destinations (``tracing.exporter``):
+
+* ``sidecar``: Zipkin records on the POSIX queue ``/traces-<queue_name>``,
+  read by the trace publisher sidecar (the original's format, byte for byte);
+* ``remote``: the same records posted to a Zipkin v1 API (the original's
+  deprecated ``tracing.endpoint``);
+* ``zipkin``: Zipkin v2 JSON posted to ``tracing.zipkin.endpoint``;
+* ``otlp``: OTLP/HTTP to a collector at ``tracing.otlp.endpoint``;
+* ``log``: records logged at debug level; ``none``: spans are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
+from bridge import provider
+from bridge.export import (
+    LoggingSpanExporter,
+    PosixQueueSpanExporter,
+    ZipkinV1HttpSpanExporter,
+    zipkin_v2_exporter,
+)
+from bridge.tail_sampling import TailSamplingSpanProcessor
+
+logger = logging.getLogger(__name__)
+
+EXPORTERS = ("sidecar", "remote", "zipkin", "otlp", "log", "none")
+DEFAULT_SAMPLE_RATE = 0.1
+DEFAULT_MAX_SPAN_QUEUE_SIZE = 50000
+DEFAULT_SPAN_BATCH_INTERVAL = timedelta(milliseconds=500)
+
+
+class TracingClient:
+    """Where spans are exported, and how many new traces are sampled.
+
+    :param service_name: The name this service's spans are reported under.
+    :param sample_rate: The share (0 to 1) of traces with no upstream
+        decision that are sampled.
+    :param recorder: The span exporter, or None to export nothing.
+    :param max_span_queue_size: Spans waiting for export beyond this are dropped.
+    :param span_batch_interval: How long spans wait to be exported in batches.
+    :param tail_errors: Also export unsampled traces whose server span failed.
+    :param tail_slower_than: Also export unsampled traces whose server span
+        took longer than this.
+
+    .. versionchanged:: 0.31
+       Built on OpenTelemetry; the tail-sampling options are new.
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        sample_rate: float,
+        recorder: SpanExporter | None,
+        max_span_queue_size: int = DEFAULT_MAX_SPAN_QUEUE_SIZE,
+        span_batch_interval: timedelta = DEFAULT_SPAN_BATCH_INTERVAL,
+        tail_errors: bool = False,
+        tail_slower_than: timedelta | None = None,
+    ) -> None:
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
+        self.service_name = service_name
+        self.sample_rate = sample_rate
+        self.recorder = recorder
+        self.max_span_queue_size = max_span_queue_size
+        self.span_batch_interval = span_batch_interval
+        self.tail_errors = tail_errors
+        self.tail_slower_than = tail_slower_than
+        self.processor: SpanProcessor | None = None
+        self._install_lock = threading.Lock()
+        provider.set_service_name(service_name)
+
+    def install(self) -> None:
+        """Attach the exporter to the process's tracer provider (once)."""
+        if self.processor is None:
+            with self._install_lock:
+                self._install_once()
+
+    def _install_once(self) -> None:
+        if self.processor is not None:
+            return
+        sampler = provider.root_sampler()
+        if sampler is not None:
+            sampler.root_ratio = self.sample_rate
+        else:
+            logger.warning(
+                "the application's own sampler decides new traces; "
+                "tracing.sample_rate is not applied"
+            )
+        if self.recorder is None:
+            self.processor = _NO_PROCESSOR
+            return
+        processor: SpanProcessor = BatchSpanProcessor(
+            self.recorder,
+            max_queue_size=self.max_span_queue_size,
+            schedule_delay_millis=self.span_batch_interval.total_seconds() * 1000,
+        )
+        if self.tail_errors or self.tail_slower_than is not None:
+            processor = TailSamplingSpanProcessor(
+                processor,
+                errors=self.tail_errors,
+                slower_than_seconds=(
+                    None if self.tail_slower_than is None else self.tail_slower_than.total_seconds()
+                ),
+            )
+        provider.add_span_processor(processor)
+        self.processor = processor
+
+    def flush(self, timeout_seconds: float = 30.0) -> bool:
+        """Export what is waiting now; True if everything went out in time.
+
+        .. versionadded:: 0.31
+        """
+        if self.processor is None:
+            return True
+        return self.processor.force_flush(int(timeout_seconds * 1000))
+
+
+class _NoProcessor(SpanProcessor):
+    """Stands for "installed, with nothing to export to"."""
+
+
+_NO_PROCESSOR = _NoProcessor()
+
+
+def make_client(
+    service_name: str,
+    tracing_endpoint: Any = None,
+    tracing_queue_name: str | None = None,
+    max_span_queue_size: int = DEFAULT_MAX_SPAN_QUEUE_SIZE,
+    num_span_workers: int = 5,
+    span_batch_interval: float = DEFAULT_SPAN_BATCH_INTERVAL.total_seconds(),
+    num_conns: int = 100,
+    sample_rate: float = DEFAULT_SAMPLE_RATE,
+    log_if_unconfigured: bool = True,
+    exporter: str | None = None,
+    zipkin_endpoint: str | None = None,
+    otlp_endpoint: str | None = None,
+    tail_errors: bool = False,
+    tail_slower_than: timedelta | None = None,
+) -> TracingClient:
+    """Return a tracing client for the given destination.
+
+    With no ``exporter``, the legacy arguments decide: a queue name means the
+    sidecar, an endpoint the remote recorder, neither means spans are logged
+    (or dropped if ``log_if_unconfigured`` is false). ``num_span_workers`` and
+    ``num_conns`` are accepted for compatibility: one background exporter
+    thread does the work.
+    """
+    if exporter is None:
+        if tracing_queue_name:
+            exporter = "sidecar"
+        elif tracing_endpoint:
+            exporter = "remote"
+        else:
+            exporter = "log" if log_if_unconfigured else "none"
+    recorder = _make_recorder(
+        exporter, service_name, tracing_endpoint, tracing_queue_name, zipkin_endpoint, otlp_endpoint
+    )
+    return TracingClient(
+        service_name,
+        sample_rate,
+        recorder,
+        max_span_queue_size=max_span_queue_size,
+        span_batch_interval=timedelta(seconds=span_batch_interval),
+        tail_errors=tail_errors,
+        tail_slower_than=tail_slower_than,
+    )
+
+
+def _make_recorder(
+    exporter: str,
+    service_name: str,
+    tracing_endpoint: Any,
+    queue_name: str | None,
+    zipkin_endpoint: str | None,
+    otlp_endpoint: str | None,
+) -> SpanExporter | None:
+    if exporter == "sidecar":
+        if not queue_name:
+            raise ValueError("the sidecar exporter needs tracing.queue_name")
+        return PosixQueueSpanExporter(queue_name, service_name)
+    if exporter == "remote":
+        if not tracing_endpoint:
+            raise ValueError("the remote exporter needs tracing.endpoint")
+        return ZipkinV1HttpSpanExporter(str(tracing_endpoint), service_name)
+    if exporter == "zipkin":
+        if not zipkin_endpoint:
+            raise ValueError("the zipkin exporter needs tracing.zipkin.endpoint")
+        try:
+            return zipkin_v2_exporter(zipkin_endpoint)
+        except ImportError as exc:
+            raise ImportError("the zipkin exporter needs: pip install 'baseplate[zipkin]'") from exc
+    if exporter == "otlp":
+        if not otlp_endpoint:
+            raise ValueError("the otlp exporter needs tracing.otlp.endpoint")
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError as exc:
+            raise ImportError("the otlp exporter needs: pip install 'baseplate[otlp]'") from exc
+        return OTLPSpanExporter(endpoint=otlp_endpoint)
+    if exporter == "log":
+        return LoggingSpanExporter(service_name)
+    if exporter == "none":
+        return None
+    raise ValueError(f"unknown tracing exporter {exporter!r}: expected one of {EXPORTERS}")
+
+
+class TraceBaseplateObserver(BaseplateObserver):
+    """Distributed tracing observer.
+
+    Attaches the client's exporter on the first request, and records the
+    sampling decision made for each new trace on its server span (so child
+    spans and downstream calls carry it).
+
+    :param tracing_client: Where spans go.
+    """
+
+    def __init__(self, tracing_client: TracingClient) -> None:
+        self.tracing_client = tracing_client
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        """Install the exporter if needed and observe the server span."""
+        self.tracing_client.install()
+        if server_span.sampled is None:
+            server_span.register(TraceServerSpanObserver(server_span))
+
+
+class TraceServerSpanObserver(ServerSpanObserver):
+    """Copies the sampler's decision onto a server span that had none from upstream."""
+
+    def __init__(self, server_span: ServerSpan) -> None:
+        self.server_span = server_span
+
+    def on_start(self) -> None:
+        otel_span = self.server_span.otel_span
+        if otel_span is not None and self.server_span.sampled is None:
+            self.server_span.sampled = otel_span.get_span_context().trace_flags.sampled

@@ -1,0 +1,211 @@
+"""Span exporters for Baseplate's trace destinations.
+
+* :class:`PosixQueueSpanExporter` writes Zipkin span records onto the POSIX
+  message queue read by the trace publisher sidecar; a full queue drops the
+  span and counts it, it never waits.
+* :class:`ZipkinV1HttpSpanExporter` posts the same records to a Zipkin v1 API,
+  as the original's deprecated in-app remote recorder did.
+* :class:`LoggingSpanExporter` logs the records, for development.
+
+They run behind a batching span processor, so none of them is ever called on
+a request's path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import posix_ipc
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from bridge.zipkin_records import ZipkinRecordEncoder
+
+logger = logging.getLogger(__name__)
+
+#: What the sidecar queue asks for when it creates the queue (the original's sizes).
+QUEUE_MAX_MESSAGES = 102400
+QUEUE_MAX_MESSAGE_SIZE = 10000
+_MQUEUE_LIMITS = Path("/proc/sys/fs/mqueue")
+
+
+def _system_limit(name: str, requested: int) -> int:
+    try:
+        return min(requested, int((_MQUEUE_LIMITS / name).read_text()))
+    except (OSError, ValueError):
+        return requested
+
+
+def open_span_queue(name: str) -> posix_ipc.MessageQueue:
+    """Open (creating if needed) the ``/traces-<name>`` queue for writing.
+
+    An existing queue is used as it is. A new one gets the original's sizes;
+    where the system's limits (``/proc/sys/fs/mqueue/msg_max`` and
+    ``msgsize_max``) are lower, it gets the limits instead, with a warning,
+    rather than failing the application's start.
+    """
+    path = f"/traces-{name}"
+    try:
+        return posix_ipc.MessageQueue(
+            path,
+            flags=posix_ipc.O_CREAT,
+            max_messages=QUEUE_MAX_MESSAGES,
+            max_message_size=QUEUE_MAX_MESSAGE_SIZE,
+            write=True,
+            read=False,
+        )
+    except (ValueError, posix_ipc.Error):
+        max_messages = _system_limit("msg_max", QUEUE_MAX_MESSAGES)
+        max_message_size = _system_limit("msgsize_max", QUEUE_MAX_MESSAGE_SIZE)
+        logger.warning(
+            "span queue %s created with %d messages of %d bytes: raise "
+            "/proc/sys/fs/mqueue/msg_max and msgsize_max for the usual %d x %d",
+            path,
+            max_messages,
+            max_message_size,
+            QUEUE_MAX_MESSAGES,
+            QUEUE_MAX_MESSAGE_SIZE,
+        )
+        return posix_ipc.MessageQueue(
+            path,
+            flags=posix_ipc.O_CREAT,
+            max_messages=max_messages,
+            max_message_size=max_message_size,
+            write=True,
+            read=False,
+        )
+
+
+class _DropCounter:
+    """Counts dropped spans, logging the first drop of each kind at warning level."""
+
+    def __init__(self) -> None:
+        self.dropped_spans = 0
+        self._lock = threading.Lock()
+        self._warned: set[str] = set()
+
+    def drop(self, count: int, why: str) -> None:
+        with self._lock:
+            self.dropped_spans += count
+            first = why not in self._warned
+            self._warned.add(why)
+        logger.log(
+            logging.WARNING if first else logging.DEBUG, "dropped %d span(s): %s", count, why
+        )
+
+
+class PosixQueueSpanExporter(SpanExporter):
+    """Writes one Zipkin record per sampled span onto ``/traces-<queue_name>``.
+
+    :attr:`dropped_spans` counts the spans the queue could not take.
+    """
+
+    def __init__(self, queue_name: str, service_name: str, ipv4: str | None = None) -> None:
+        self.encoder = ZipkinRecordEncoder(service_name, ipv4)
+        self.queue = open_span_queue(queue_name)
+        self._drops = _DropCounter()
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the queue was full or rejected them."""
+        return self._drops.dropped_spans
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Put each span's record on the queue without waiting."""
+        for span in spans:
+            message = self.encoder.encode(span)
+            if len(message) > QUEUE_MAX_MESSAGE_SIZE:
+                logger.warning("span %r record is %d bytes long", span.name, len(message))
+            try:
+                self.queue.send(message, timeout=0)
+            except posix_ipc.BusyError:
+                self._drops.drop(1, "the span queue is full (is the trace publisher running?)")
+            except (ValueError, OSError, posix_ipc.Error) as exc:
+                self._drops.drop(1, f"the span queue rejected a record: {exc}")
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        """Close the queue (it stays for the publisher to read)."""
+        self.queue.close()
+
+
+class ZipkinV1HttpSpanExporter(SpanExporter):
+    """Posts Zipkin records to ``<endpoint>/api/v1/spans``, the legacy remote recorder.
+
+    :param endpoint: ``host:port`` of the Zipkin (v1 API) server.
+    :param timeout: Seconds to wait for each post.
+    """
+
+    def __init__(
+        self, endpoint: str, service_name: str, timeout: float = 1.0, ipv4: str | None = None
+    ) -> None:
+        self.url = f"http://{endpoint}/api/v1/spans"
+        self.timeout = timeout
+        self.encoder = ZipkinRecordEncoder(service_name, ipv4)
+        self._drops = _DropCounter()
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped because the post failed."""
+        return self._drops.dropped_spans
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Post the batch as one JSON list."""
+        body = json.dumps([self.encoder.record(span) for span in spans]).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            self._drops.drop(len(spans), f"posting to {self.url} failed: {exc}")
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+
+class LoggingSpanExporter(SpanExporter):
+    """Logs each span's record at ``level``: traces with nowhere to go, for development."""
+
+    def __init__(self, service_name: str, level: int = logging.DEBUG) -> None:
+        self.encoder = ZipkinRecordEncoder(service_name, "127.0.0.1")
+        self.level = level
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Log the records."""
+        for span in spans:
+            logger.log(self.level, "span: %s", json.dumps(self.encoder.record(span)))
+        return SpanExportResult.SUCCESS
+
+
+def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
+    """A Zipkin v2 JSON exporter whose output follows the v2 API's span schema.
+
+    OpenTelemetry's Zipkin exporter writes ``"kind": null`` for internal spans
+    and a zero duration for spans shorter than a microsecond; the v2 schema
+    allows neither (kind is an enum, duration at least 1), so this encoder
+    leaves an unknown kind out and rounds durations up to 1.
+    """
+    from opentelemetry.exporter.zipkin.json import ZipkinExporter
+    from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
+
+    class SchemaConformingEncoder(JsonV2Encoder):
+        def _encode_span(self, span: Any, encoded_local_endpoint: Any) -> dict[str, Any]:
+            encoded: dict[str, Any] = super()._encode_span(span, encoded_local_endpoint)
+            if encoded.get("kind") is None:
+                encoded.pop("kind", None)
+            encoded["duration"] = max(1, encoded.get("duration") or 0)
+            return encoded
+
+    exporter = ZipkinExporter(endpoint=endpoint)
+    exporter.encoder = SchemaConformingEncoder(  # type: ignore[assignment]
+        exporter.encoder.max_tag_value_length
+    )
+    return exporter

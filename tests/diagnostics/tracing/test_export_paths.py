@@ -1,0 +1,346 @@
+"""Each export path against a local stand-in that decodes what arrives."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import jsonschema
+import posix_ipc
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from baseplate import tracing_client_from_config
+from baseplate.config import ConfigurationError
+from baseplate.core import Baseplate, TraceInfo
+from baseplate.diagnostics.tracing import TracingClient
+from bridge import provider
+from bridge.export import PosixQueueSpanExporter
+from tests.diagnostics.tracing.standins import CollectorStandIn
+
+SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
+
+
+@pytest.fixture
+def fresh_provider():
+    """A provider created after the tracing client named the service."""
+    provider._reset_for_tests()
+    yield
+    provider._reset_for_tests()
+
+
+@pytest.fixture
+def collector():
+    stand_in = CollectorStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+def serve_request(client: TracingClient, trace_info: TraceInfo | None = None, fail: bool = False):
+    """One request: a server span with a client child and a local child."""
+    baseplate = Baseplate()
+    baseplate.configure_tracing(client)
+    server = baseplate.make_server_span(SimpleNamespace(), "get_thing", trace_info)
+    with server:
+        with server.make_child("db.query") as child:
+            child.set_tag("rows", 3)
+        with server.make_child("render", local=True, component_name="templates"):
+            pass
+        if fail:
+            try:
+                raise ValueError("request failed")
+            except ValueError:
+                server.finish(exc_info=sys.exc_info())
+    return server
+
+
+def test_zipkin_direct_validates_against_the_v2_schema(collector, fresh_provider):
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "thing-service",
+            "tracing.exporter": "zipkin",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
+            "tracing.sample_rate": "100%",
+        }
+    )
+    server = serve_request(client)
+    assert client.flush(10)
+    requests = collector.wait_for(1)
+
+    spans = []
+    for path, headers, body in requests:
+        assert path == "/api/v2/spans"
+        assert headers["content-type"] == "application/json"
+        payload = json.loads(body)
+        jsonschema.validate(payload, SCHEMA)
+        spans.extend(payload)
+
+    by_name = {span["name"]: span for span in spans}
+    assert set(by_name) == {"get_thing", "db.query", "render"}
+    server_id = f"{server.id:016x}"
+    assert by_name["get_thing"]["id"] == server_id
+    assert by_name["get_thing"]["kind"] == "SERVER"
+    assert by_name["db.query"]["parentId"] == server_id
+    assert by_name["db.query"]["kind"] == "CLIENT"
+    assert by_name["db.query"]["tags"]["rows"] == "3"
+    assert by_name["render"]["parentId"] == server_id
+    assert by_name["render"]["tags"]["lc"] == "templates"
+    assert {span["traceId"] for span in spans} == {by_name["get_thing"]["traceId"]}
+    assert int(by_name["get_thing"]["traceId"], 16) == server.trace_id
+    assert {span["localEndpoint"]["serviceName"] for span in spans} == {"thing-service"}
+
+
+def test_otlp_decodes_with_the_proto_messages(collector, fresh_provider):
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "thing-service",
+            "tracing.exporter": "otlp",
+            "tracing.otlp.endpoint": f"http://127.0.0.1:{collector.port}/v1/traces",
+            "tracing.sample_rate": "100%",
+        }
+    )
+    server = serve_request(client, TraceInfo.from_upstream(1234, 2345, 3456, True, None))
+    assert client.flush(10)
+    requests = collector.wait_for(1)
+
+    spans = {}
+    for path, headers, body in requests:
+        assert path == "/v1/traces"
+        assert headers["content-type"] == "application/x-protobuf", headers
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(body)
+        for resource_spans in message.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            assert attributes["service.name"] == "thing-service"
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    spans[span.name] = span
+
+    assert set(spans) == {"get_thing", "db.query", "render"}
+    as_int = lambda raw: int.from_bytes(raw, "big")  # noqa: E731
+    assert as_int(spans["get_thing"].trace_id) == 1234
+    assert as_int(spans["get_thing"].span_id) == 3456 == server.id
+    assert as_int(spans["get_thing"].parent_span_id) == 2345
+    for child in ("db.query", "render"):
+        assert as_int(spans[child].parent_span_id) == 3456
+        assert as_int(spans[child].trace_id) == 1234
+
+
+def test_legacy_remote_recorder_posts_v1_records(collector, fresh_provider):
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "svc",
+            "tracing.endpoint": f"127.0.0.1:{collector.port}",
+            "tracing.sample_rate": "100%",
+        }
+    )
+    serve_request(client, TraceInfo.from_upstream(1, 2, 3, True, None))
+    assert client.flush(10)
+    path, headers, body = collector.wait_for(1)[0]
+    assert path == "/api/v1/spans"
+    assert headers["content-type"] == "application/json"
+    records = json.loads(body)
+    assert [r["name"] for r in records] == ["db.query", "render", "get_thing"]
+    assert records[-1]["id"] == 3 and records[-1]["parentId"] == 2 and records[-1]["traceId"] == 1
+
+
+def test_unconfigured_client_logs_spans(fresh_provider, caplog):
+    client = tracing_client_from_config({"tracing.service_name": "svc"})
+    with caplog.at_level(logging.DEBUG, logger="bridge.export"):
+        serve_request(client, TraceInfo.from_upstream(1, 2, 3, True, None))
+        assert client.flush(10)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("span: ")]
+    assert len(logged) == 3
+    assert json.loads(logged[-1].removeprefix("span: "))["name"] == "get_thing"
+
+
+def test_unconfigured_client_can_discard_silently(fresh_provider, caplog):
+    client = tracing_client_from_config({"tracing.service_name": "svc"}, log_if_unconfigured=False)
+    assert client.recorder is None
+    with caplog.at_level(logging.DEBUG, logger="bridge.export"):
+        serve_request(client, TraceInfo.from_upstream(1, 2, 3, True, None))
+        assert client.flush(10)
+    assert not [r for r in caplog.records if r.getMessage().startswith("span: ")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({}, "tracing.service_name"),
+        ({"tracing.service_name": "s", "tracing.sample_rate": "150%"}, "tracing.sample_rate"),
+        ({"tracing.service_name": "s", "tracing.exporter": "kafka"}, "tracing.exporter"),
+        ({"tracing.service_name": "s", "tracing.tail.slower_than": "soon"}, "tracing.tail"),
+        ({"tracing.service_name": "s", "tracing.endpoint": "nohost"}, "tracing.endpoint"),
+    ],
+)
+def test_bad_configuration_names_the_key(raw, key):
+    with pytest.raises(ConfigurationError) as info:
+        tracing_client_from_config(raw)
+    assert info.value.key.startswith(key)
+
+
+def test_exporter_without_its_endpoint_is_an_error():
+    with pytest.raises(ValueError, match=r"tracing\.zipkin\.endpoint"):
+        tracing_client_from_config({"tracing.service_name": "s", "tracing.exporter": "zipkin"})
+
+
+def test_sample_rate_accepts_percent_and_fraction():
+    for value, expected in (("37%", 0.37), ("0.25", 0.25)):
+        client = tracing_client_from_config(
+            {"tracing.service_name": "s", "tracing.sample_rate": value}, log_if_unconfigured=False
+        )
+        assert client.sample_rate == expected
+
+
+# -- faults: nothing blocks a request, nothing raises into it, drops are counted ----------
+
+
+@pytest.fixture
+def tiny_queue():
+    name = f"bp-test-{uuid.uuid4().hex[:12]}"
+    queue = posix_ipc.MessageQueue(
+        f"/traces-{name}", flags=posix_ipc.O_CREX, max_messages=2, max_message_size=8192
+    )
+    yield name
+    queue.close()
+    queue.unlink()
+
+
+def test_full_queue_drops_and_counts(tiny_queue, fresh_provider):
+    client = tracing_client_from_config(
+        {"tracing.service_name": "svc", "tracing.queue_name": tiny_queue}
+    )
+    started = time.monotonic()
+    for _ in range(5):  # 3 spans each into a queue of 2 nobody reads
+        serve_request(client, TraceInfo.from_upstream(1, 2, 3, True, None))
+    assert client.flush(10)
+    assert time.monotonic() - started < 5
+    assert isinstance(client.recorder, PosixQueueSpanExporter)
+    assert client.recorder.dropped_spans == 13
+
+
+def unused_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.mark.parametrize("exporter", ["zipkin", "otlp", "remote"])
+def test_endpoint_down_never_reaches_the_request(exporter, fresh_provider, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")  # the exporter retries until then
+    port = unused_port()
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "svc",
+            "tracing.exporter": exporter,
+            "tracing.endpoint": f"127.0.0.1:{port}",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{port}/api/v2/spans",
+            "tracing.otlp.endpoint": f"http://127.0.0.1:{port}/v1/traces",
+            "tracing.sample_rate": "100%",
+        }
+    )
+    started = time.monotonic()
+    for _ in range(20):
+        serve_request(client)
+    assert time.monotonic() - started < 2, "requests must not wait for the exporter"
+    client.flush(10)
+
+
+def test_slow_endpoint_does_not_slow_requests(collector, fresh_provider):
+    collector.delay = 0.5
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "svc",
+            "tracing.exporter": "zipkin",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
+            "tracing.sample_rate": "100%",
+            "tracing.span_batch_interval": "1 millisecond",
+        }
+    )
+    started = time.monotonic()
+    for _ in range(10):
+        serve_request(client)
+    assert time.monotonic() - started < 0.5
+    assert client.flush(10)
+    assert sum(len(json.loads(body)) for _, _, body in collector.requests) == 30
+
+
+# -- tail sampling --------------------------------------------------------------------------
+
+
+def tail_client(collector, **keys):
+    return tracing_client_from_config(
+        {
+            "tracing.service_name": "svc",
+            "tracing.exporter": "zipkin",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
+            "tracing.sample_rate": "0%",
+            **keys,
+        }
+    )
+
+
+def exported_names(collector, client):
+    assert client.flush(10)
+    return sorted(span["name"] for _, _, body in collector.requests for span in json.loads(body))
+
+
+def test_tail_sampling_exports_failed_unsampled_traces(collector, fresh_provider):
+    client = tail_client(collector, **{"tracing.tail.errors": "true"})
+    serve_request(client)
+    serve_request(client, fail=True)
+    assert exported_names(collector, client) == ["db.query", "get_thing", "render"]
+    payload = [span for _, _, body in collector.requests for span in json.loads(body)]
+    assert all(span["tags"]["baseplate.tail_sampled"] == "true" for span in payload)
+    processor = client.processor
+    assert processor.held_traces() == 0
+
+
+def test_tail_sampling_exports_slow_traces(collector, fresh_provider, monkeypatch):
+    client = tail_client(collector, **{"tracing.tail.slower_than": "50 milliseconds"})
+    serve_request(client)
+    baseplate = Baseplate()
+    baseplate.configure_tracing(client)
+    with baseplate.make_server_span(SimpleNamespace(), "slow"):
+        time.sleep(0.06)
+    assert exported_names(collector, client) == ["slow"]
+
+
+def test_without_tail_sampling_unsampled_traces_are_not_exported(collector, fresh_provider):
+    client = tail_client(collector)
+    serve_request(client, fail=True)
+    assert exported_names(collector, client) == []
+
+
+def test_tail_sampling_caps_memory(fresh_provider, collector):
+    client = tail_client(collector, **{"tracing.tail.errors": "true"})
+    client.install()
+    processor = client.processor
+    processor.max_spans_per_trace = 1
+    serve_request(client, fail=True)
+    assert processor.dropped_spans == 1
+    assert exported_names(collector, client) == ["db.query", "get_thing"]
+
+
+def test_client_reports_sampled_decision_on_the_server_span(fresh_provider):
+    client = TracingClient("svc", 1.0, None)
+    server = serve_request(client)
+    assert server.sampled is True
+    client_zero = TracingClient("svc", 0.0, None)
+    assert serve_request(client_zero).sampled is False
+
+
+def test_batch_interval_config_is_used(fresh_provider):
+    client = tracing_client_from_config(
+        {"tracing.service_name": "s", "tracing.span_batch_interval": "2 seconds"}
+    )
+    assert client.span_batch_interval == timedelta(seconds=2)

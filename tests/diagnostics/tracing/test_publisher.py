@@ -1,0 +1,973 @@
+"""The trace publisher sidecar, against real POSIX queues and a local Zipkin stand-in.
+
+The stand-in is a real HTTP server on 127.0.0.1 that records every request
+and answers as scripted (a status per request, a delay, or not at all when
+stopped). Metrics go to a real UDP socket.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import posix_ipc
+import pytest
+
+from baseplate import config
+from baseplate.config import Endpoint
+from baseplate.diagnostics.tracing import publisher as publisher_module
+from baseplate.diagnostics.tracing.publisher import (
+    Batcher,
+    Delivery,
+    MessageTooLargeError,
+    Publisher,
+    SpanBatch,
+    ZipkinPoster,
+)
+from baseplate.message_queue import MessageQueue
+from baseplate.metrics import make_client
+from baseplate.retry import RetryPolicy
+from baseplate.testing import StatsdCapture
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Queues count against the user's RLIMIT_MSGQUEUE, shared with other test runs,
+# and must fit the default sysctl limits (10 messages of 8192 bytes): keep them small.
+QUEUE_MAX_MESSAGES = 10
+QUEUE_MAX_MESSAGE_SIZE = 1024
+
+WAIT_SECONDS = 15.0
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        time.sleep(0.01)
+
+
+def span(n: int, padding: int = 0) -> bytes:
+    """A message as the tracing observer writes it: one JSON object."""
+    return json.dumps({"traceId": n, "id": n, "name": "x" * padding}).encode()
+
+
+# --- the Zipkin stand-in ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class ZipkinStandIn:
+    """A Zipkin v1 API stand-in: records requests, answers as scripted."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.statuses: collections.deque[int] = collections.deque()
+        self.default_status = 202
+        self.delay = 0.0
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    def start(self) -> None:
+        """Listen (on the same port as before, after a :meth:`stop`)."""
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with stand_in._lock:
+                    stand_in.requests.append(
+                        Recorded(self.command, self.path, dict(self.headers.items()), body)
+                    )
+                    status = (
+                        stand_in.statuses.popleft()
+                        if stand_in.statuses
+                        else stand_in.default_status
+                    )
+                time.sleep(stand_in.delay)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+        self._server = server
+
+    def stop(self) -> None:
+        """Stop listening: connections are refused until :meth:`start`."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def bodies(self) -> list[bytes]:
+        with self._lock:
+            return [request.body for request in self.requests]
+
+    def wait_for(self, count: int) -> list[bytes]:
+        wait_until(lambda: len(self.requests) >= count)
+        return self.bodies()
+
+
+@pytest.fixture
+def zipkin() -> Iterator[ZipkinStandIn]:
+    stand_in = ZipkinStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
+
+
+# --- queues, metrics, publishers ---------------------------------------------------------
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A unique publisher queue name; the queue is /traces-<name>, unlinked afterwards."""
+    name = f"bp-test-{uuid.uuid4().hex[:16]}"
+    yield name
+    with contextlib.suppress(posix_ipc.ExistentialError):
+        posix_ipc.unlink_message_queue(f"/traces-{name}")
+
+
+@pytest.fixture
+def span_queue(queue_name: str) -> Iterator[MessageQueue]:
+    """The producer's end of /traces-<queue_name>, created small, as the app would."""
+    with MessageQueue(f"/traces-{queue_name}", QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE) as q:
+        yield q
+
+
+def queued(queue: MessageQueue) -> int:
+    """How many messages wait on the queue (read through a second, inspecting handle)."""
+    handle = posix_ipc.MessageQueue(queue.name)
+    try:
+        count: int = handle.current_messages
+        return count
+    finally:
+        handle.close()
+
+
+def metric_lines(statsd: StatsdCapture) -> list[str]:
+    return [line.decode() for datagram in statsd.received() for line in datagram.split(b"\n")]
+
+
+class MetricsLog:
+    """Everything the statsd capture received, accumulated across reads."""
+
+    def __init__(self, statsd: StatsdCapture) -> None:
+        self.statsd = statsd
+        self.lines: list[str] = []
+
+    def read(self) -> list[str]:
+        self.lines.extend(metric_lines(self.statsd))
+        return self.lines
+
+    def counters(self) -> dict[str, float]:
+        totals: dict[str, float] = collections.defaultdict(float)
+        for line in self.read():
+            name, _, rest = line.partition(":")
+            value, _, kind = rest.partition("|")
+            if kind == "c":
+                totals[name] += float(value)
+        return dict(totals)
+
+    def count(self, name: str) -> float:
+        return self.counters().get(name, 0)
+
+
+@pytest.fixture
+def metrics_log(statsd: StatsdCapture) -> MetricsLog:
+    return MetricsLog(statsd)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Running:
+    """A publisher running in a thread."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.publisher.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.publisher.stop()
+        self.thread.join(WAIT_SECONDS)
+        assert not self.thread.is_alive(), "the publisher did not stop"
+        assert self.error is None
+
+
+@pytest.fixture
+def start_publisher(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> Iterator[Callable[..., Running]]:
+    """Start a publisher reading ``span_queue``; options go to the parts they configure."""
+    running: list[Running] = []
+
+    def start(
+        *,
+        max_size: int = 512000,
+        max_age: float = 0.2,
+        retry_limit: int = 10,
+        retry_backoff: float = 0.01,
+        post_timeout: float = 3.0,
+        url: str | None = None,
+        **options: object,
+    ) -> Running:
+        metrics = make_client("tp", Endpoint(statsd.endpoint))
+        consumer = MessageQueue(span_queue.name, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
+        poster = ZipkinPoster(
+            url or zipkin.url,
+            metrics,
+            post_timeout=post_timeout,
+            retry_limit=retry_limit,
+            retry_backoff=retry_backoff,
+        )
+        options.setdefault("poll_interval", 0.05)
+        publisher = Publisher(
+            consumer,
+            Batcher(max_size, max_age),
+            poster,
+            metrics,
+            **options,  # type: ignore[arg-type]
+        )
+        running.append(Running(publisher))
+        return running[-1]
+
+    yield start
+    for run in running:
+        if run.thread.is_alive():
+            run.stop()
+        run.publisher.queue.close()
+
+
+# --- Batcher ---------------------------------------------------------------------------
+
+
+def test_batch_is_a_json_array_of_the_raw_messages() -> None:
+    batcher = Batcher()
+    assert batcher.add(b'{"id": 1}', now=0) is None
+    assert batcher.add(b'{"id":2}', now=0) is None
+
+    batch = batcher.flush()
+
+    assert batch == SpanBatch(b'[{"id": 1},{"id":2}]', 2)
+    assert json.loads(batch.payload) == [{"id": 1}, {"id": 2}]
+    assert len(batcher) == 0
+    assert batcher.flush() is None
+
+
+def test_size_counts_two_brackets_and_one_comma_between_messages() -> None:
+    batcher = Batcher(max_size=13)
+    batcher.add(b"aaa", now=0)
+    assert batcher.size == 2 + 3
+    batcher.add(b"bbb", now=0)
+    assert batcher.size == 2 + 3 + 1 + 3
+    batcher.add(b"ccc", now=0)
+    assert batcher.size == 13  # exactly full: still one batch
+
+    closed = batcher.add(b"d", now=0)  # 13 + 1 + 1 > 13
+
+    assert closed == SpanBatch(b"[aaa,bbb,ccc]", 3)
+    assert len(closed.payload) == 13
+    assert batcher.flush() == SpanBatch(b"[d]", 1)
+
+
+def test_one_byte_over_closes_the_batch() -> None:
+    batcher = Batcher(max_size=12)
+    batcher.add(b"aaa", now=0)
+    batcher.add(b"bbb", now=0)
+
+    assert batcher.add(b"ccc", now=0) == SpanBatch(b"[aaa,bbb]", 2)
+
+
+def test_payloads_never_exceed_the_max_size() -> None:
+    rng = random.Random(1234)
+    batcher = Batcher(max_size=300)
+    messages = [b"x" * rng.randint(1, 298) for _ in range(2000)]
+    batches = [batcher.add(message, now=0) for message in messages]
+    batches.append(batcher.flush())
+
+    closed = [batch for batch in batches if batch is not None]
+    assert all(len(batch.payload) <= 300 for batch in closed)
+    assert b"".join(batch.payload for batch in closed) == b"".join(
+        b"[" + b",".join(group) + b"]" for group in _regroup(messages, closed)
+    )
+    assert sum(batch.count for batch in closed) == len(messages)
+
+
+def _regroup(messages: list[bytes], batches: list[SpanBatch]) -> Iterator[list[bytes]]:
+    position = 0
+    for batch in batches:
+        yield messages[position : position + batch.count]
+        position += batch.count
+
+
+def test_message_that_cannot_fit_alone_is_refused() -> None:
+    batcher = Batcher(max_size=10)
+    batcher.add(b"abc", now=0)
+
+    assert batcher.add(b"x" * 8, now=0) == SpanBatch(b"[abc]", 1)  # 8 + 2 fits alone
+    with pytest.raises(MessageTooLargeError) as info:
+        batcher.add(b"x" * 9, now=0)
+
+    assert (info.value.size, info.value.max_size) == (9, 10)
+    assert batcher.flush() == SpanBatch(b"[" + b"x" * 8 + b"]", 1)  # untouched
+
+
+def test_batch_is_due_when_its_first_message_is_max_age_old() -> None:
+    batcher = Batcher(max_age=1.0)
+    assert batcher.take_if_due(now=50.0) is None  # empty: never due
+
+    batcher.add(b"1", now=10.0)
+    batcher.add(b"2", now=10.9)
+    assert batcher.take_if_due(now=10.99) is None
+
+    assert batcher.take_if_due(now=11.0) == SpanBatch(b"[1,2]", 2)
+    batcher.add(b"3", now=12.5)  # a new batch starts its own clock
+    assert batcher.take_if_due(now=13.4) is None
+    assert batcher.take_if_due(now=13.5) == SpanBatch(b"[3]", 1)
+
+
+@pytest.mark.parametrize(("max_size", "max_age"), [(2, 1.0), (100, 0.0), (100, -1.0)])
+def test_batcher_rejects_nonsense_limits(max_size: int, max_age: float) -> None:
+    with pytest.raises(ValueError):
+        Batcher(max_size, max_age)
+
+
+# --- ZipkinPoster ----------------------------------------------------------------------
+
+
+def make_poster(url: str, statsd: StatsdCapture, **options: float) -> ZipkinPoster:
+    options.setdefault("retry_backoff", 0.01)
+    return ZipkinPoster(url, make_client("tp", Endpoint(statsd.endpoint)), **options)  # type: ignore[arg-type]
+
+
+BATCH = SpanBatch(b'[{"traceId": 1, "id": 1},{"traceId": 2, "id": 2}]', 2)
+
+
+def test_post_sends_the_batch_as_the_original_did(
+    zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> None:
+    poster = make_poster(zipkin.url, statsd)
+
+    assert poster.post(BATCH) is Delivery.SENT
+
+    [request] = zipkin.requests
+    assert (request.method, request.path) == ("POST", "/api/v1/spans")
+    assert request.headers["User-Agent"] == "baseplate-trace-publisher/1.0"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Content-Length"] == str(len(BATCH.payload))
+    assert request.body == BATCH.payload
+    lines = metric_lines(statsd)
+    assert lines[-1] == "tp.sent:2|c"
+    assert lines[0].startswith("tp.post:") and lines[0].endswith("|ms")
+    assert len(lines) == 2
+
+
+def test_trailing_slash_in_the_api_url_is_ignored(
+    zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> None:
+    assert make_poster(zipkin.url + "/", statsd).post(BATCH) is Delivery.SENT
+    assert zipkin.requests[0].path == "/api/v1/spans"
+
+
+def test_server_errors_are_retried(zipkin: ZipkinStandIn, statsd: StatsdCapture) -> None:
+    zipkin.statuses.extend([500, 503])
+
+    assert make_poster(zipkin.url, statsd).post(BATCH) is Delivery.SENT
+
+    assert zipkin.bodies() == [BATCH.payload] * 3
+    lines = metric_lines(statsd)
+    assert [line for line in lines if "|c" in line] == [
+        "tp.error.http:1|c",
+        "tp.error.http:1|c",
+        "tp.sent:2|c",
+    ]
+    assert sum(line.startswith("tp.post:") for line in lines) == 3
+
+
+def test_client_errors_are_final(zipkin: ZipkinStandIn, statsd: StatsdCapture) -> None:
+    zipkin.statuses.append(400)
+
+    assert make_poster(zipkin.url, statsd).post(BATCH) is Delivery.REJECTED
+
+    assert len(zipkin.requests) == 1
+    assert [line for line in metric_lines(statsd) if "|c" in line] == ["tp.error.http:1|c"]
+
+
+def test_gives_up_after_retry_limit_attempts(zipkin: ZipkinStandIn, statsd: StatsdCapture) -> None:
+    zipkin.default_status = 502
+
+    assert make_poster(zipkin.url, statsd, retry_limit=4).post(BATCH) is Delivery.FAILED
+
+    assert len(zipkin.requests) == 4
+    assert metric_lines(statsd).count("tp.error.http:1|c") == 4
+
+
+def test_connection_refused_is_retried_until_the_endpoint_is_back(
+    zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> None:
+    zipkin.stop()
+    poster = make_poster(zipkin.url, statsd, retry_limit=30, retry_backoff=0.02)
+    result: list[Delivery] = []
+    posting = threading.Thread(target=lambda: result.append(poster.post(BATCH)))
+    posting.start()
+
+    log = MetricsLog(statsd)
+    wait_until(lambda: log.count("tp.error.io") >= 2)
+    zipkin.start()
+    posting.join(WAIT_SECONDS)
+
+    assert result == [Delivery.SENT]
+    assert zipkin.bodies() == [BATCH.payload]  # once
+    assert log.count("tp.sent") == 2
+
+
+def test_io_errors_are_counted_and_never_raised(statsd: StatsdCapture) -> None:
+    with contextlib.closing(socket.socket()) as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # nobody listens here
+    poster = make_poster(f"http://127.0.0.1:{port}/api/v1", statsd, retry_limit=3)
+
+    assert poster.post(BATCH) is Delivery.FAILED
+
+    lines = metric_lines(statsd)
+    assert lines.count("tp.error.io:1|c") == 3
+    assert sum(line.startswith("tp.post:") for line in lines) == 3
+
+
+def test_slow_responses_time_out_and_are_retried(
+    zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> None:
+    zipkin.delay = 1.0
+    poster = make_poster(zipkin.url, statsd, post_timeout=0.1, retry_limit=2)
+
+    assert poster.post(BATCH) is Delivery.FAILED
+
+    assert metric_lines(statsd).count("tp.error.io:1|c") == 2
+
+
+def test_a_time_budget_caps_the_attempt_timeout(
+    zipkin: ZipkinStandIn, statsd: StatsdCapture
+) -> None:
+    zipkin.delay = 2.0
+    poster = make_poster(zipkin.url, statsd, post_timeout=30.0)
+
+    assert poster.post(BATCH, RetryPolicy.new(attempts=1, budget=0.1)) is Delivery.FAILED
+    assert metric_lines(statsd).count("tp.error.io:1|c") == 1
+
+
+def test_stop_event_ends_the_backoff(zipkin: ZipkinStandIn, statsd: StatsdCapture) -> None:
+    zipkin.default_status = 500
+    poster = make_poster(zipkin.url, statsd, retry_backoff=60.0)
+    stop = threading.Event()
+    result: list[Delivery] = []
+    posting = threading.Thread(
+        target=lambda: result.append(poster.post(BATCH, poster.retry_policy(stop)))
+    )
+    posting.start()
+    wait_until(lambda: len(zipkin.requests) == 1)
+
+    stop.set()
+    posting.join(WAIT_SECONDS)
+
+    assert result == [Delivery.FAILED]
+    assert len(zipkin.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "url", ["zipkin:9411/api/v1", "ftp://zipkin/api/v1", "http:///api/v1", "http://z/a?x=1"]
+)
+def test_poster_rejects_urls_it_cannot_post_to(url: str) -> None:
+    with pytest.raises(ValueError):
+        ZipkinPoster(url, make_client("tp", None))
+
+
+# --- Publisher -------------------------------------------------------------------------
+
+
+def test_publishes_what_the_queue_holds(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
+) -> None:
+    for n in range(3):
+        span_queue.put(span(n))
+    run = start_publisher()
+
+    assert zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
+    run.stop()
+
+
+def test_batches_are_sent_when_their_first_span_is_a_second_old(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
+) -> None:
+    clock = FakeClock()
+    run = start_publisher(max_age=1.0, clock=clock)
+    span_queue.put(span(1))
+    wait_until(lambda: queued(span_queue) == 0)
+    clock.now += 0.5
+    span_queue.put(span(2))
+    wait_until(lambda: queued(span_queue) == 0)
+    time.sleep(0.2)  # several polls of the queue, all too early
+    assert zipkin.requests == []
+
+    clock.now += 0.5
+
+    assert zipkin.wait_for(1) == [b"[" + span(1) + b"," + span(2) + b"]"]
+    run.stop()
+
+
+def test_full_batches_are_sent_at_once(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
+) -> None:
+    messages = [span(n, padding=20) for n in range(6)]
+    size = len(messages[0])
+    clock = FakeClock()  # never advances: only size closes batches
+    run = start_publisher(max_size=2 + 3 * size + 2, clock=clock)
+    for message in messages:
+        span_queue.put(message)
+
+    bodies = zipkin.wait_for(1)
+
+    assert bodies == [b"[" + b",".join(messages[:3]) + b"]"]
+    run.stop()  # the rest goes at shutdown
+    assert zipkin.bodies()[1] == b"[" + b",".join(messages[3:]) + b"]"
+
+
+def test_span_too_large_for_a_batch_is_dropped_and_counted(
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    start_publisher: Callable[..., Running],
+    metrics_log: MetricsLog,
+) -> None:
+    run = start_publisher(max_size=60)
+    span_queue.put(span(1, padding=100))
+    span_queue.put(span(2))
+
+    assert zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
+    assert metrics_log.count("tp.dropped.too_large") == 1
+    run.stop()
+
+
+def test_rejected_batch_is_dropped_and_counted(
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    start_publisher: Callable[..., Running],
+    metrics_log: MetricsLog,
+) -> None:
+    zipkin.statuses.append(400)
+    span_queue.put(span(1))
+    span_queue.put(span(2))
+    run = start_publisher()
+    wait_until(lambda: metrics_log.count("tp.dropped.rejected") == 2)
+
+    span_queue.put(span(3))
+
+    assert zipkin.wait_for(2)[1] == b"[" + span(3) + b"]"  # still publishing
+    wait_until(lambda: metrics_log.count("tp.sent") == 1)
+    assert metrics_log.count("tp.error.http") == 1
+    run.stop()
+
+
+def test_batch_that_exhausts_its_retries_is_dropped_and_counted(
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    start_publisher: Callable[..., Running],
+    metrics_log: MetricsLog,
+) -> None:
+    zipkin.stop()
+    run = start_publisher(retry_limit=2)
+    span_queue.put(span(1))
+    wait_until(lambda: metrics_log.count("tp.dropped.undeliverable") == 1)
+    assert metrics_log.count("tp.error.io") == 2
+
+    zipkin.start()
+    span_queue.put(span(2))
+
+    assert zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
+    run.stop()
+
+
+def test_endpoint_down_longer_than_the_bound_drops_the_oldest_batches(
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    start_publisher: Callable[..., Running],
+    metrics_log: MetricsLog,
+) -> None:
+    zipkin.stop()
+    messages = [span(n) for n in range(5)]
+    # One span per batch; the first is retried while the others wait, two at most.
+    run = start_publisher(
+        max_size=len(messages[0]) + 2, retry_limit=20, retry_backoff=0.01, max_pending_batches=2
+    )
+    span_queue.put(messages[0])
+    span_queue.put(messages[1])  # closes the first batch
+    wait_until(lambda: metrics_log.count("tp.error.io") >= 1)  # now in flight
+    for message in messages[2:]:
+        span_queue.put(message)
+    wait_until(lambda: metrics_log.count("tp.dropped.overflow") == 2)
+
+    zipkin.start()
+
+    bodies = zipkin.wait_for(3)
+    assert bodies == [b"[" + messages[n] + b"]" for n in (0, 3, 4)]
+    wait_until(lambda: metrics_log.count("tp.sent") == 3)  # the responses, too
+    assert metrics_log.count("tp.dropped.undeliverable") == 0
+    run.stop()
+    assert len(zipkin.requests) == 3
+
+
+def test_stopping_sends_the_open_batch(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
+) -> None:
+    run = start_publisher(clock=FakeClock())  # nothing ever becomes due by age
+    span_queue.put(span(1))
+    span_queue.put(span(2))
+    wait_until(lambda: queued(span_queue) == 0)
+    time.sleep(0.1)
+    assert zipkin.requests == []
+
+    run.stop()
+
+    assert zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
+
+
+def test_stopping_while_the_endpoint_is_down_counts_what_is_lost(
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    start_publisher: Callable[..., Running],
+    metrics_log: MetricsLog,
+) -> None:
+    zipkin.stop()
+    run = start_publisher(retry_backoff=60.0, max_size=len(span(1)) + 2)
+    span_queue.put(span(1))  # in flight, waiting out a long backoff
+    span_queue.put(span(2))  # pending
+    span_queue.put(span(3))  # open
+    wait_until(lambda: metrics_log.count("tp.error.io") >= 1 and queued(span_queue) == 0)
+
+    run.stop()  # interrupts the backoff; one last try each
+
+    assert metrics_log.count("tp.dropped.shutdown") == 3
+    assert metrics_log.count("tp.error.io") == 4
+
+
+def test_stopping_leaves_unread_messages_on_the_queue(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
+) -> None:
+    run = start_publisher()
+    run.stop()
+    span_queue.put(span(1))
+
+    run = start_publisher()
+
+    assert zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
+    run.stop()
+
+
+def test_rejects_an_empty_pending_bound(span_queue: MessageQueue) -> None:
+    metrics = make_client("tp", None)
+    with pytest.raises(ValueError):
+        Publisher(
+            span_queue,
+            Batcher(),
+            ZipkinPoster("http://127.0.0.1:9/api/v1", metrics),
+            metrics,
+            max_pending_batches=0,
+        )
+
+
+# --- the command line ------------------------------------------------------------------
+
+
+class Sidecar:
+    """``python -m baseplate.diagnostics.tracing.publisher`` in a subprocess."""
+
+    def __init__(self, tmp_path: Path, queue_name: str, ini: str, *extra: str) -> None:
+        config_file = tmp_path / f"{uuid.uuid4().hex}.ini"
+        config_file.write_text(ini)
+        self.stderr_path = tmp_path / f"{uuid.uuid4().hex}.log"
+        with self.stderr_path.open("wb") as stderr:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "baseplate.diagnostics.tracing.publisher",
+                    "--queue-name",
+                    queue_name,
+                    *extra,
+                    str(config_file),
+                ],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait_until_ready(self) -> None:
+        wait_until(lambda: "publishing spans from" in self.log or self.process.poll() is not None)
+        assert self.process.poll() is None, self.log
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.wait()
+
+    def wait(self) -> int:
+        try:
+            return self.process.wait(WAIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+@pytest.fixture
+def sidecars(tmp_path: Path, queue_name: str) -> Iterator[Callable[..., Sidecar]]:
+    started: list[Sidecar] = []
+
+    def start(ini: str, *extra: str) -> Sidecar:
+        started.append(Sidecar(tmp_path, queue_name, ini, *extra))
+        return started[-1]
+
+    yield start
+    for sidecar in started:
+        if sidecar.process.poll() is None:
+            sidecar.process.kill()
+            sidecar.process.wait()
+
+
+def publisher_ini(
+    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, **keys: str
+) -> str:
+    lines = [
+        f"[trace-publisher:{queue_name}]",
+        f"zipkin_api_url = {zipkin.url}",
+        "metrics.namespace = trace-publisher",
+        f"metrics.endpoint = {statsd.endpoint}",
+        *(f"{key} = {value}" for key, value in keys.items()),
+    ]
+    return "[app:main]\nfactory = nothing\n\n" + "\n".join(lines) + "\n"
+
+
+def test_cli_publishes_from_an_existing_small_queue(
+    span_queue: MessageQueue,
+    queue_name: str,
+    zipkin: ZipkinStandIn,
+    metrics_log: MetricsLog,
+    sidecars: Callable[..., Sidecar],
+) -> None:
+    # The queue is far smaller than the 10000 x 102400 the publisher asks for.
+    sidecar = sidecars(publisher_ini(queue_name, zipkin, metrics_log.statsd))
+    sidecar.wait_until_ready()
+    for n in range(3):
+        span_queue.put(span(n))
+
+    assert zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
+    request = zipkin.requests[0]
+    assert (request.method, request.path) == ("POST", "/api/v1/spans")
+    assert request.headers["User-Agent"] == "baseplate-trace-publisher/1.0"
+    assert request.headers["Content-Type"] == "application/json"
+    wait_until(lambda: metrics_log.count("trace-publisher.sent") == 3)
+    assert any(line.startswith("trace-publisher.post:") for line in metrics_log.lines)
+    assert sidecar.terminate() == 0
+
+
+def test_cli_sigterm_flushes_then_exits_zero(
+    span_queue: MessageQueue,
+    queue_name: str,
+    zipkin: ZipkinStandIn,
+    statsd: StatsdCapture,
+    sidecars: Callable[..., Sidecar],
+) -> None:
+    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd))
+    sidecar.wait_until_ready()
+    span_queue.put(span(1))
+    span_queue.put(span(2))
+    wait_until(lambda: queued(span_queue) == 0)
+
+    assert sidecar.terminate() == 0
+
+    assert zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
+    assert "SIGTERM" in sidecar.log
+
+
+def test_cli_sigint_exits_zero(
+    queue_name: str,
+    span_queue: MessageQueue,
+    zipkin: ZipkinStandIn,
+    statsd: StatsdCapture,
+    sidecars: Callable[..., Sidecar],
+) -> None:
+    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd), "--debug")
+    sidecar.wait_until_ready()
+    sidecar.process.send_signal(signal.SIGINT)
+
+    assert sidecar.wait() == 0
+
+
+def test_cli_restart_picks_up_messages_left_on_the_queue(
+    span_queue: MessageQueue,
+    queue_name: str,
+    zipkin: ZipkinStandIn,
+    statsd: StatsdCapture,
+    sidecars: Callable[..., Sidecar],
+) -> None:
+    ini = publisher_ini(queue_name, zipkin, statsd)
+    first = sidecars(ini)
+    first.wait_until_ready()
+    span_queue.put(span(1))
+    zipkin.wait_for(1)
+    assert first.terminate() == 0
+
+    for n in range(2, 5):  # nobody reads now
+        span_queue.put(span(n))
+    second = sidecars(ini)
+
+    assert zipkin.wait_for(2)[1] == b"[" + b",".join(span(n) for n in range(2, 5)) + b"]"
+    assert second.terminate() == 0
+
+
+def test_cli_falls_back_to_the_unnamed_section(
+    span_queue: MessageQueue,
+    queue_name: str,
+    zipkin: ZipkinStandIn,
+    statsd: StatsdCapture,
+    sidecars: Callable[..., Sidecar],
+) -> None:
+    ini = publisher_ini(queue_name, zipkin, statsd).replace(
+        f"[trace-publisher:{queue_name}]", "[trace-publisher]"
+    )
+    sidecar = sidecars(ini)
+    sidecar.wait_until_ready()
+    span_queue.put(span(1))
+
+    assert zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
+    assert sidecar.terminate() == 0
+
+
+def test_cli_names_the_bad_key(
+    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
+) -> None:
+    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd, retry_limit="ten"))
+
+    assert sidecar.wait() == 1
+    assert f"[trace-publisher:{queue_name}] retry_limit: invalid value 'ten'" in sidecar.log
+
+
+def test_cli_needs_a_section(
+    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
+) -> None:
+    sidecar = sidecars("[trace-publisher:another]\nzipkin_api_url = http://z/api/v1\n")
+
+    assert sidecar.wait() == 1
+    assert f"no [trace-publisher:{queue_name}] section" in sidecar.log
+
+
+def test_cli_explains_a_queue_it_cannot_create(
+    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
+) -> None:
+    # More messages than Linux allows anyone (HARD_MSGMAX is 65536), root included.
+    ini = publisher_ini(queue_name, zipkin, statsd, **{"queue.max_messages": "100000"})
+    sidecar = sidecars(ini)
+
+    assert sidecar.wait() == 1
+    assert f"cannot open queue /traces-{queue_name}" in sidecar.log
+    assert "/proc/sys/fs/mqueue/msg_max" in sidecar.log
+    assert "queue.max_messages=100000" in sidecar.log
+    with pytest.raises(posix_ipc.ExistentialError):
+        posix_ipc.unlink_message_queue(f"/traces-{queue_name}")
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def parse_section(**keys: str) -> dict[str, object]:
+    raw = {"zipkin_api_url": "http://zipkin:9411/api/v1", **keys}
+    return config.parse_config(raw, publisher_module._CONFIG_SPEC)
+
+
+def test_config_defaults() -> None:
+    assert parse_section() == {
+        "zipkin_api_url": "http://zipkin:9411/api/v1",
+        "post_timeout": 3.0,
+        "max_batch_size": 512000,
+        "retry_limit": 10,
+        "retry_backoff": 0.1,
+        "max_pending_batches": 20,
+        "shutdown_timeout": 5.0,
+        "queue": {"max_messages": 10000, "max_message_size": 102400},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("3", 3.0), ("0.5", 0.5), ("250 milliseconds", 0.25)]
+)
+def test_durations_are_seconds_or_timespans(text: str, seconds: float) -> None:
+    assert parse_section(post_timeout=text)["post_timeout"] == seconds
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("post_timeout", "0"),
+        ("post_timeout", "inf"),
+        ("shutdown_timeout", "soon"),
+        ("max_batch_size", "2"),
+        ("retry_limit", "0"),
+        ("max_pending_batches", "1.5"),
+        ("queue.max_messages", "-1"),
+        ("zipkin_api_url", "zipkin:9411"),
+    ],
+)
+def test_bad_values_name_their_key(key: str, text: str) -> None:
+    with pytest.raises(config.ConfigurationError) as info:
+        parse_section(**{key: text})
+    assert info.value.key == key
+
+
+def test_zipkin_api_url_is_required() -> None:
+    with pytest.raises(config.ConfigurationError, match="zipkin_api_url: required"):
+        config.parse_config({}, publisher_module._CONFIG_SPEC)
