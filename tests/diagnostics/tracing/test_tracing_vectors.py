@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,17 +15,6 @@ from baseplate.core import Baseplate, TraceInfo
 from tests import vectors
 
 TRACE_INFO_IDS = ("trace_id", "parent_id", "span_id")
-
-
-@pytest.fixture
-def queue_name():
-    name = f"bp-test-{uuid.uuid4().hex[:12]}"
-    queue = posix_ipc.MessageQueue(
-        f"/traces-{name}", flags=posix_ipc.O_CREX, max_messages=10, max_message_size=8192
-    )
-    yield name
-    queue.close()
-    queue.unlink()
 
 
 def read_records(name: str) -> list[dict[str, Any]]:
