@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import metrics_throughput, span_overhead
+from benchmarks import metrics_throughput, span_overhead, trace_export
 
-BENCHMARKS = [metrics_throughput, span_overhead]
+BENCHMARKS = [metrics_throughput, span_overhead, trace_export]
 
 
 def main() -> None:
