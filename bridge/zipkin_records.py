@@ -38,6 +38,9 @@ def local_ipv4() -> str:
         return "undefined"
 
 
+_dumps = json.JSONEncoder().encode
+
+
 def _annotation_value(value: Any) -> Any:
     return value if isinstance(value, bool | str) else str(value)
 
@@ -47,6 +50,7 @@ class ZipkinRecordEncoder:
 
     def __init__(self, service_name: str, ipv4: str | None = None) -> None:
         self.endpoint = {"serviceName": service_name, "ipv4": ipv4 or local_ipv4()}
+        self._endpoint_json = json.dumps(self.endpoint)
 
     def record(self, span: ReadableSpan) -> dict[str, Any]:
         """The record of one span, keys in the original's order."""
@@ -87,5 +91,44 @@ class ZipkinRecordEncoder:
         }
 
     def encode(self, span: ReadableSpan) -> bytes:
-        """The record as the JSON the sidecar queue carries."""
-        return json.dumps(self.record(span)).encode()
+        """The record as the JSON the sidecar queue carries: ``json.dumps(record(span))``.
+
+        Written out by hand, because this runs for every exported span and
+        the generic encoder of a nested dict costs several times more.
+        """
+        context = span.context
+        assert context is not None
+        start = (span.start_time or 0) // 1000
+        duration = max(0, (span.end_time or 0) // 1000 - start)
+        endpoint = self._endpoint_json
+
+        kind_values = _ANNOTATIONS.get(span.kind)
+        annotations = (
+            ""
+            if kind_values is None
+            else (
+                f'{{"endpoint": {endpoint}, "timestamp": {start}, "value": "{kind_values[0]}"}}, '
+                f'{{"endpoint": {endpoint}, "timestamp": {start + duration}, '
+                f'"value": "{kind_values[1]}"}}'
+            )
+        )
+
+        attributes = dict(span.attributes or {})
+        debug = attributes.pop(DEBUG_ATTRIBUTE, False)
+        binary = [
+            f'{{"key": {_dumps(key)}, "value": {_dumps(_annotation_value(value))}, '
+            f'"endpoint": {endpoint}}}'
+            for key, value in attributes.items()
+        ]
+        if span.status.status_code is StatusCode.ERROR:
+            binary.append(f'{{"key": "error", "value": true, "endpoint": {endpoint}}}')
+        if debug:
+            binary.append(f'{{"key": "debug", "value": true, "endpoint": {endpoint}}}')
+
+        parent_id = span.parent.span_id if span.parent is not None else 0
+        return (
+            f'{{"traceId": {context.trace_id & _ID_MASK}, "name": {_dumps(span.name)}, '
+            f'"id": {context.span_id}, "timestamp": {start}, "duration": {duration}, '
+            f'"annotations": [{annotations}], "binaryAnnotations": [{", ".join(binary)}], '
+            f'"parentId": {parent_id}}}'
+        ).encode()

@@ -344,3 +344,22 @@ def test_batch_interval_config_is_used(fresh_provider):
         {"tracing.service_name": "s", "tracing.span_batch_interval": "2 seconds"}
     )
     assert client.span_batch_interval == timedelta(seconds=2)
+
+
+def test_record_longer_than_the_queue_allows_is_dropped_and_counted(tiny_queue, fresh_provider):
+    client = tracing_client_from_config(
+        {"tracing.service_name": "svc", "tracing.queue_name": tiny_queue}
+    )
+    baseplate = Baseplate()
+    baseplate.configure_tracing(client)
+    info = TraceInfo.from_upstream(1, 2, 3, True, None)
+    with baseplate.make_server_span(SimpleNamespace(), "big", info) as server:
+        server.set_tag("blob", "x" * 9000)
+    with baseplate.make_server_span(SimpleNamespace(), "small", info):
+        pass
+    assert client.flush(10)
+    assert client.recorder.dropped_spans == 1
+    queue = posix_ipc.MessageQueue(f"/traces-{tiny_queue}")
+    message, _ = queue.receive(timeout=0)
+    queue.close()
+    assert json.loads(message)["name"] == "small"
