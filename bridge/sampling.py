@@ -21,6 +21,8 @@ from opentelemetry.util.types import Attributes
 from bridge import creation
 
 _ID_RANGE = 2**64
+_SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE)
+_RECORDED = SamplingResult(Decision.RECORD_ONLY)
 
 
 class BaseplateSampler(Sampler):
@@ -67,10 +69,12 @@ class BaseplateSampler(Sampler):
         else:
             # The low 64 bits are random for Baseplate and W3C ids alike.
             sampled = (trace_id % _ID_RANGE) < self._bound
+        state = parent.trace_state if parent.is_valid else trace_state
+        if not attributes and not state:
+            # Results are immutable: share the two common ones.
+            return _SAMPLED if sampled else _RECORDED
         return SamplingResult(
-            Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY,
-            attributes,
-            parent.trace_state if parent.is_valid else trace_state,
+            Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY, attributes, state
         )
 
     def get_description(self) -> str:
