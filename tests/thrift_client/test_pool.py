@@ -1,0 +1,374 @@
+"""``baseplate.thrift_pool`` against real Thrift servers."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolFactory
+from thrift.protocol.THeaderProtocol import THeaderProtocol
+from thrift.Thrift import TApplicationException
+from thrift.transport.TTransport import TTransportException
+
+from baseplate.config import ConfigurationError, Endpoint, EndpointConfiguration
+from baseplate.thrift_pool import ThriftConnectionPool, thrift_pool_from_config
+
+
+def call_echo(pool, generated, message="hi"):
+    with pool.connection() as protocol:
+        return generated.ExampleService.Client(protocol).echo(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- connections ------------------------------------------------------------------
+
+
+def test_connections_are_lazy(server, make_pool):
+    make_pool(server.endpoint)
+    assert server.connections == 0
+
+
+def test_a_connection_is_a_header_protocol_and_works(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    with pool.connection() as protocol:
+        assert isinstance(protocol, THeaderProtocol)
+        assert generated.ExampleService.Client(protocol).echo("hello") == "hello"
+    assert server.connections == 1
+
+
+def test_connections_are_reused(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    for i in range(5):
+        assert call_echo(pool, generated, str(i)) == str(i)
+    assert server.connections == 1
+    assert server.methods() == ["echo"] * 5
+
+
+def test_connections_older_than_max_age_are_recycled(server, make_pool, generated):
+    pool = make_pool(server.endpoint, max_age=datetime.timedelta(milliseconds=50))
+    call_echo(pool, generated)
+    call_echo(pool, generated)  # young enough: the same connection
+    assert server.connections == 1
+    time.sleep(0.1)
+    call_echo(pool, generated)
+    assert server.connections == 2
+
+
+def test_max_age_zero_opens_a_connection_per_checkout(server, make_pool, generated):
+    pool = make_pool(server.endpoint, max_age=0)
+    call_echo(pool, generated)
+    time.sleep(0.01)
+    call_echo(pool, generated)
+    assert server.connections == 2
+
+
+def test_other_protocol_factories(server, make_pool, generated):
+    # The test server also accepts unframed binary clients, without headers.
+    pool = make_pool(server.endpoint, protocol_factory=TBinaryProtocolFactory())
+    with pool.connection() as protocol:
+        assert not isinstance(protocol, THeaderProtocol)
+        assert generated.ExampleService.Client(protocol).echo("plain") == "plain"
+    assert server.calls[0].headers == {}
+
+
+# -- exhaustion -------------------------------------------------------------------
+
+
+def test_exhausted_pool_waits_for_timeout_then_raises(server, make_pool, generated):
+    pool = make_pool(server.endpoint, size=1, timeout=0.2)
+    with pool.connection(), pytest.raises(TTransportException) as excinfo:  # noqa: SIM117
+        with pool.connection():
+            pass
+    assert excinfo.value.type == TTransportException.TIMED_OUT
+    assert str(server.endpoint) in str(excinfo.value)
+    assert "in use" in str(excinfo.value)
+    # The slot came back: the pool is usable.
+    assert call_echo(pool, generated) == "hi"
+
+
+def test_exhausted_pool_hands_over_a_released_connection(server, make_pool, generated):
+    pool = make_pool(server.endpoint, size=1, timeout=5)
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold():
+        with pool.connection():
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    holding.wait(5)
+    threading.Timer(0.1, release.set).start()
+    assert call_echo(pool, generated) == "hi"  # blocks until the holder releases
+    holder.join()
+    assert server.connections == 1
+
+
+# -- broken connections ------------------------------------------------------------
+
+
+def test_a_connection_is_closed_after_an_application_exception(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    with pytest.raises(TApplicationException):  # noqa: SIM117
+        with pool.connection() as protocol:
+            generated.ExampleService.Client(protocol).fail_undeclared()
+    assert protocol.trans.isOpen() is False
+    call_echo(pool, generated)
+    assert server.connections == 2
+
+
+def test_a_connection_is_closed_after_an_unrelated_exception(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    with pytest.raises(ZeroDivisionError):  # noqa: SIM117
+        with pool.connection() as protocol:
+            generated.ExampleService.Client(protocol).send_echo("never read")
+            1 / 0  # noqa: B018 - the reply is left unread on the connection
+    assert call_echo(pool, generated, "fresh") == "fresh"
+    assert server.connections == 2
+
+
+def test_a_connection_is_kept_after_a_declared_exception(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    with pytest.raises(generated.ttypes.Oops) as excinfo:  # noqa: SIM117
+        with pool.connection() as protocol:
+            generated.ExampleService.Client(protocol).fail_declared("nope")
+    assert excinfo.value.reason == "nope"
+    call_echo(pool, generated)
+    assert server.connections == 1
+
+
+def test_a_dropped_connection_raises_and_is_replaced(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    with pytest.raises(TTransportException) as excinfo:  # noqa: SIM117
+        with pool.connection() as protocol:
+            generated.ExampleService.Client(protocol).drop_connection("k", 1)
+    assert str(server.endpoint) in str(excinfo.value)
+    assert call_echo(pool, generated) == "hi"
+    assert server.connections == 2
+
+
+def test_a_slow_call_times_out(server, make_pool, generated):
+    pool = make_pool(server.endpoint, timeout=0.1)
+    with pytest.raises(TTransportException) as excinfo:  # noqa: SIM117
+        with pool.connection() as protocol:
+            generated.ExampleService.Client(protocol).sleep(0.5)
+    assert excinfo.value.type == TTransportException.TIMED_OUT
+    assert str(server.endpoint) in str(excinfo.value)
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    call_echo(pool, generated)
+    server.stop()
+    server.start()  # same address; the pooled connection is dead
+    assert call_echo(pool, generated, "again") == "again"
+    assert server.connections == 2
+
+
+# -- the server goes away and comes back ---------------------------------------------
+
+
+def test_server_killed_then_restarted(server, make_pool, generated):
+    pool = make_pool(server.endpoint, max_retries=2)
+    assert call_echo(pool, generated) == "hi"
+
+    server.stop()
+    for _ in range(3):  # every slot fails the same way, none is lost
+        with pytest.raises(TTransportException) as excinfo:
+            call_echo(pool, generated)
+        assert excinfo.value.type == TTransportException.NOT_OPEN
+        assert str(server.endpoint) in str(excinfo.value)
+        assert "2 attempt(s)" in str(excinfo.value)
+        assert isinstance(excinfo.value.inner, ConnectionRefusedError)
+
+    server.start()
+    assert call_echo(pool, generated, "back") == "back"
+    assert call_echo(pool, generated, "again") == "again"
+
+
+def test_nothing_listening(make_pool, generated):
+    endpoint = EndpointConfiguration(socket.AF_INET, ("127.0.0.1", free_port()))
+    pool = make_pool(endpoint, max_retries=1)
+    with pytest.raises(TTransportException, match=f"127.0.0.1:{endpoint.address[1]}"):
+        call_echo(pool, generated)
+
+
+# -- unix sockets ------------------------------------------------------------------
+
+
+def test_unix_socket_endpoint(unix_server, make_pool, generated):
+    endpoint = Endpoint(unix_server.address)
+    assert endpoint.family == socket.AF_UNIX
+    pool = make_pool(endpoint)
+    assert call_echo(pool, generated, "over unix") == "over unix"
+    assert call_echo(pool, generated, "twice") == "twice"
+    assert unix_server.connections == 1
+
+
+def test_unix_socket_missing(make_pool, generated, tmp_path):
+    pool = make_pool(Endpoint(str(tmp_path / "absent.sock")), max_retries=1)
+    with pytest.raises(TTransportException, match=r"absent\.sock") as excinfo:
+        call_echo(pool, generated)
+    assert excinfo.value.type == TTransportException.NOT_OPEN
+
+
+# -- closing ------------------------------------------------------------------------
+
+
+def test_close_closes_idle_connections_and_the_pool_stays_usable(server, make_pool, generated):
+    pool = make_pool(server.endpoint)
+    call_echo(pool, generated)
+    pool.close()
+    assert call_echo(pool, generated) == "hi"
+    assert server.connections == 2
+
+
+# -- gevent -------------------------------------------------------------------------
+
+GEVENT_CLIENT = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import socket
+    import sys
+
+    import gevent
+
+    from baseplate.config import EndpointConfiguration
+    from baseplate.thrift_pool import ThriftConnectionPool
+    from thrift_client_example import ExampleService
+
+    pool = ThriftConnectionPool(
+        EndpointConfiguration(socket.AF_INET, ("127.0.0.1", int(sys.argv[1]))),
+        size=2,
+        timeout=10,
+    )
+
+    def call():
+        with pool.connection() as protocol:
+            ExampleService.Client(protocol).sleep(0.05)
+
+    greenlets = [gevent.spawn(call) for _ in range(6)]
+    gevent.joinall(greenlets, raise_error=True)
+    pool.close()
+    print("ok")
+    """
+)
+
+
+def test_greenlets_share_the_pool_under_gevent(server, generated):
+    # In a process of its own: monkey-patching cannot be undone.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(generated.path), os.getcwd()]))
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", GEVENT_CLIENT, str(server.address[1])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+    assert server.methods() == ["sleep"] * 6
+    assert server.max_active == 2  # the greenlets waited for each other's connections
+    assert server.connections == 2
+
+
+# -- construction and configuration ------------------------------------------------
+
+
+def test_constructor_defaults(server):
+    pool = ThriftConnectionPool(server.endpoint)
+    assert (pool.size, pool.max_age, pool.timeout, pool.max_retries) == (10, 120, 1, 3)
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("size", 0), ("max_retries", 0), ("timeout", 0), ("max_age", -1)],
+)
+def test_constructor_rejects_bad_arguments(server, argument, value):
+    with pytest.raises(ValueError, match=argument):
+        ThriftConnectionPool(server.endpoint, **{argument: value})
+
+
+def test_from_config():
+    pool = thrift_pool_from_config(
+        {
+            "example_service.endpoint": "localhost:2014",
+            "example_service.size": "5",
+            "example_service.max_age": "1 minute",
+            "example_service.timeout": "300 milliseconds",
+            "example_service.max_retries": "2",
+            "other.size": "7",
+        },
+        "example_service.",
+    )
+    assert pool.endpoint == EndpointConfiguration(socket.AF_INET, ("localhost", 2014))
+    assert (pool.size, pool.max_age, pool.timeout, pool.max_retries) == (5, 60, 0.3, 2)
+    assert isinstance(pool.protocol_factory.getProtocol(None), THeaderProtocol)
+
+
+def test_from_config_defaults_and_nested_prefix():
+    pool = thrift_pool_from_config(
+        {"services.example.endpoint": "/run/ex.sock"}, "services.example."
+    )
+    assert pool.endpoint == EndpointConfiguration(socket.AF_UNIX, "/run/ex.sock")
+    assert (pool.size, pool.max_age, pool.timeout, pool.max_retries) == (10, 120, 1, 3)
+
+
+def test_from_config_keyword_arguments_take_precedence():
+    factory = TBinaryProtocolFactory()
+    pool = thrift_pool_from_config(
+        {"ex.endpoint": "localhost:2014", "ex.size": "5", "ex.timeout": "nonsense"},
+        "ex.",
+        size=2,
+        timeout=4,
+        protocol_factory=factory,
+    )
+    assert (pool.size, pool.timeout, pool.protocol_factory) == (2, 4, factory)
+    pool = thrift_pool_from_config({}, "ex.", endpoint=Endpoint("localhost:1"))
+    assert pool.endpoint.address == ("localhost", 1)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("endpoint", None, "missing"),
+        ("endpoint", "no port", "host:port"),
+        ("size", "ten", "whole number"),
+        ("size", "0", "at least 1"),
+        ("max_age", "forever", "unit"),
+        ("timeout", "1", "unit"),
+        ("timeout", "0 seconds", "longer than zero"),
+        ("max_retries", "-1", "at least 1"),
+    ],
+)
+def test_from_config_bad_values_name_the_key(key, value, problem):
+    raw = {"ex.endpoint": "localhost:2014"}
+    if value is None:
+        del raw[f"ex.{key}"]
+    else:
+        raw[f"ex.{key}"] = value
+    with pytest.raises(ConfigurationError, match=problem) as excinfo:
+        thrift_pool_from_config(raw, "ex.")
+    assert excinfo.value.key == f"ex.{key}"
+
+
+def test_from_config_prefix_must_end_with_a_dot():
+    with pytest.raises(ValueError, match="dot"):
+        thrift_pool_from_config({"ex.endpoint": "localhost:1"}, "ex")
