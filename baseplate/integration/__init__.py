@@ -1,0 +1,1 @@
+"""Integrations of Baseplate with the frameworks that serve requests: Pyramid and Thrift."""
