@@ -1,0 +1,69 @@
+"""Graceful stop for connection-oriented gevent servers.
+
+A connection is *idle* while its handler waits for the next request, and
+*busy* while a request is being read, handled and answered. ServerStoppingError
+gracefully means: close the listener, close idle connections at once, let
+busy ones finish their current request (and then close) for up to the stop
+timeout, and kill whatever is still running after that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.pool
+
+
+class ServerStoppingError(Exception):
+    """Raised in a handler that waits, or starts to wait, for a request while the server stops."""
+
+
+class ConnectionTracker:
+    """Knows which connection greenlets are idle, so that stopping can close them."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._idle: set[Any] = set()
+
+    @contextlib.contextmanager
+    def idle(self) -> Iterator[None]:
+        """Mark the current greenlet idle while the block waits for a request.
+
+        Raises :class:`ServerStoppingError` instead of waiting when the server is stopping.
+        """
+        if self.stopping:
+            raise ServerStoppingError
+        current = gevent.getcurrent()
+        self._idle.add(current)
+        try:
+            yield
+        finally:
+            self._idle.discard(current)
+
+    def close_idle(self) -> None:
+        """Refuse further waiting and kill the greenlets waiting now."""
+        self.stopping = True
+        for greenlet in list(self._idle):
+            greenlet.kill(ServerStoppingError, block=False)
+
+
+def make_pool(max_concurrency: int | None) -> gevent.pool.Pool:
+    """A pool of connection handlers, bounded by ``max_concurrency`` if given.
+
+    A server always uses a pool (an unbounded one by default) so that stopping
+    can wait for its handlers.
+    """
+    return gevent.pool.Pool(max_concurrency)
+
+
+def stop_gracefully(
+    server: Any, tracker: ConnectionTracker, pool: gevent.pool.Pool, timeout: float
+) -> None:
+    """Stop ``server`` as the module describes, waiting at most ``timeout`` seconds."""
+    server.close()
+    tracker.close_idle()
+    pool.join(timeout=timeout)
+    pool.kill(block=True, timeout=1)

@@ -1,0 +1,191 @@
+"""The gevent Thrift server for ``baseplate-serve``.
+
+Configure it in the server section of the INI file::
+
+    [server:main]
+    factory = baseplate.server.thrift
+    max_concurrency = 100
+    stop_timeout = 30
+
+The application factory returns a Thrift processor (a ``TProcessor``, such as
+``MyService.ContextProcessor(handler)``). Connections speak THeader, and, as
+THeader allows, clients using the framed or unframed binary or compact
+protocols are understood and answered in their own dialect.
+
+``max_concurrency`` bounds the number of connections served at once (a
+connection counts for as long as the client keeps it open; further clients
+wait to be accepted); by default there is no bound. ``stop_timeout`` is how
+long a stopping server lets calls in progress finish (default 0: stop at
+once); idle connections are closed straight away.
+
+A connection that sends a malformed or oversized frame (more than
+``max_frame_size`` bytes, by default Thrift's 16 MB), or that disconnects in
+the middle of a call, is closed; other connections are not affected.
+
+.. versionadded:: 0.31
+   The ``max_frame_size`` option.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+from gevent.server import StreamServer
+from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+from thrift.Thrift import TException
+from thrift.transport.THeaderTransport import THeaderClientType
+from thrift.transport.TTransport import (
+    DEFAULT_MAX_FRAME_SIZE,
+    HARD_MAX_FRAME_SIZE,
+    TTransportBase,
+    TTransportException,
+)
+
+from baseplate import config
+from baseplate.server._graceful import (
+    ConnectionTracker,
+    ServerStoppingError,
+    make_pool,
+    stop_gracefully,
+)
+from baseplate.server._options import parse_server_config, positive_integer
+
+__all__ = ["ALLOWED_CLIENT_TYPES", "make_server"]
+
+logger = logging.getLogger(__name__)
+
+ALLOWED_CLIENT_TYPES = (
+    THeaderClientType.HEADERS,
+    THeaderClientType.FRAMED_BINARY,
+    THeaderClientType.UNFRAMED_BINARY,
+    THeaderClientType.FRAMED_COMPACT,
+    THeaderClientType.UNFRAMED_COMPACT,
+)
+"""The client dialects the server accepts: THeader and what it can detect."""
+
+
+class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyped
+    """A Thrift transport over a connected (gevent) socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def isOpen(self) -> bool:  # noqa: N802 - the Thrift transport interface
+        return self.sock.fileno() >= 0
+
+    def read(self, sz: int) -> bytes:
+        try:
+            data = self.sock.recv(sz)
+        except OSError as exc:
+            raise TTransportException(TTransportException.UNKNOWN, str(exc)) from exc
+        if not data:
+            raise TTransportException(TTransportException.END_OF_FILE, "client disconnected")
+        return data
+
+    def write(self, buf: bytes) -> None:
+        try:
+            self.sock.sendall(buf)
+        except OSError as exc:
+            raise TTransportException(TTransportException.UNKNOWN, str(exc)) from exc
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class ThriftServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
+    """A gevent stream server that runs a Thrift processor on each connection.
+
+    :meth:`stop` with no timeout waits for the configured ``stop_timeout``.
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        processor: Any,
+        *,
+        max_concurrency: int | None = None,
+        stop_timeout: float = 0.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    ) -> None:
+        self.processor = processor
+        self.tracker = ConnectionTracker()
+        self.handler_pool = make_pool(max_concurrency)
+        self.graceful_stop_timeout = stop_timeout
+        self.max_frame_size = max_frame_size
+        self.protocol_factory = THeaderProtocolFactory(allowed_client_types=ALLOWED_CLIENT_TYPES)
+        super().__init__(listener, self.handle_connection, spawn=self.handler_pool)
+
+    def handle_connection(self, sock: socket.socket, address: Any) -> None:
+        """Serve calls on one connection until the client leaves or errs."""
+        transport = _SocketTransport(sock)
+        protocol = self.protocol_factory.getProtocol(transport)
+        protocol.trans.set_max_frame_size(self.max_frame_size)
+        try:
+            while self._wait_for_call(sock):
+                self.processor.process(protocol, protocol)
+                if self.tracker.stopping:
+                    break
+        except TTransportException as exc:
+            if exc.type == TTransportException.END_OF_FILE:
+                logger.debug("client %s disconnected in the middle of a call", address)
+            else:
+                logger.info("closing the connection from %s: %s", address, exc)
+        except (TException, EOFError, ValueError, OSError) as exc:
+            logger.info("closing the connection from %s: malformed request: %r", address, exc)
+        except Exception:
+            logger.exception("closing the connection from %s after an unexpected error", address)
+        finally:
+            sock.close()
+
+    def _wait_for_call(self, sock: socket.socket) -> bool:
+        """Wait, idle, for the first byte of the next call; False if the client left."""
+        try:
+            with self.tracker.idle():
+                return bool(sock.recv(1, socket.MSG_PEEK))
+        except (ServerStoppingError, OSError):
+            return False
+
+    def stop(self, timeout: float | None = None) -> None:
+        stop_gracefully(
+            self,
+            self.tracker,
+            self.handler_pool,
+            self.graceful_stop_timeout if timeout is None else timeout,
+        )
+
+
+def _frame_size(text: str) -> int:
+    value = positive_integer(text)
+    if value >= HARD_MAX_FRAME_SIZE:
+        raise ValueError(f"must be less than {HARD_MAX_FRAME_SIZE}")
+    return value
+
+
+def make_server(
+    server_config: Mapping[str, str], listener: socket.socket, app: Any
+) -> ThriftServer:
+    """Make a gevent Thrift server running the processor ``app`` on ``listener``.
+
+    :param server_config: The options of the server section.
+    :raises baseplate.config.ConfigurationError: An option is invalid.
+    :raises TypeError: ``app`` is not a Thrift processor.
+    """
+    if not callable(getattr(app, "process", None)):
+        raise TypeError(f"the application must be a Thrift processor, not {type(app).__name__}")
+    cfg = parse_server_config(
+        server_config,
+        {"max_frame_size": config.Optional(_frame_size, default=DEFAULT_MAX_FRAME_SIZE)},
+    )
+    return ThriftServer(
+        listener,
+        app,
+        max_concurrency=cfg.max_concurrency,
+        stop_timeout=cfg.stop_timeout,
+        max_frame_size=cfg.max_frame_size,
+    )

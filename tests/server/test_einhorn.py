@@ -1,0 +1,164 @@
+"""``baseplate-serve`` as an Einhorn worker; the test plays the Einhorn master.
+
+The master binds the listening socket and passes it to the worker as an
+inherited descriptor named in the environment, and waits for the worker's
+manual ACK on its command socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from tests.server import ServerGroup, child_environ, http_get, write
+
+APP = """
+def make_app(app_config):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"served by the worker"]
+    return app
+"""
+
+INI = """
+[server:main]
+factory = baseplate.server.wsgi
+
+[app:main]
+factory = einhornapp:make_app
+"""
+
+ACK_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def servers():
+    with ServerGroup() as group:
+        yield group
+
+
+@pytest.fixture
+def app_dir(tmp_path):
+    write(tmp_path / "einhornapp.py", APP)
+    write(tmp_path / "app.ini", INI)
+    return tmp_path
+
+
+@pytest.fixture
+def shared_listener():
+    """The socket Einhorn binds in the master and shares with its workers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.set_inheritable(True)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def command_socket(tmp_path):
+    """Einhorn's command socket, a listening Unix socket."""
+    path = str(tmp_path / "einhorn.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(4)
+    sock.settimeout(ACK_TIMEOUT)
+    yield sock, path
+    sock.close()
+
+
+def read_message(connection: socket.socket) -> dict:
+    """One newline-terminated, %-escaped message (JSON is valid YAML)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(4096)
+        assert chunk, f"the command connection closed after {data!r}"
+        data += chunk
+    line = data.decode().rstrip("\n").replace("%0A", "\n").replace("%25", "%")
+    return json.loads(line)
+
+
+def einhorn_environ(fd: int, **extra: str) -> dict[str, str]:
+    return child_environ(
+        EINHORN_MASTER_PID=str(os.getpid()), EINHORN_FD_COUNT="1", EINHORN_FD_0=str(fd), **extra
+    )
+
+
+def test_worker_uses_the_inherited_socket_and_acks(
+    servers, app_dir, shared_listener, command_socket
+):
+    listener_fd = shared_listener.fileno()
+    port = shared_listener.getsockname()[1]
+    command, command_path = command_socket
+
+    server = servers.start(
+        "app.ini",
+        cwd=app_dir,
+        env=einhorn_environ(listener_fd, EINHORN_SOCK_PATH=command_path),
+        pass_fds=(listener_fd,),
+    )
+    connection, _ = command.accept()
+    with connection:
+        connection.settimeout(ACK_TIMEOUT)
+        assert read_message(connection) == {"command": "worker:ack", "pid": server.pid}
+
+    assert server.address() == f"127.0.0.1:{port}"
+    server.wait_for("sent the ACK to the Einhorn master")
+    assert http_get(f"127.0.0.1:{port}", "/") == (200, "served by the worker")
+    assert server.stop() == 0
+
+
+def test_bind_is_ignored_under_einhorn(servers, app_dir, shared_listener, command_socket):
+    listener_fd = shared_listener.fileno()
+    port = shared_listener.getsockname()[1]
+    command, command_path = command_socket
+
+    server = servers.start(
+        "app.ini",
+        "--bind",
+        "127.0.0.1:1",
+        cwd=app_dir,
+        env=einhorn_environ(listener_fd, EINHORN_SOCK_PATH=command_path),
+        pass_fds=(listener_fd,),
+    )
+    connection, _ = command.accept()
+    connection.close()
+    assert server.address() == f"127.0.0.1:{port}"
+    server.wait_for("running under Einhorn: ignoring --bind 127.0.0.1:1")
+
+
+def test_older_einhorn_fds_variable_and_an_inherited_command_socket(
+    servers, app_dir, shared_listener
+):
+    listener_fd = shared_listener.fileno()
+    port = shared_listener.getsockname()[1]
+    master_end, worker_end = socket.socketpair()
+    worker_end.set_inheritable(True)
+    environ = child_environ(
+        EINHORN_MASTER_PID=str(os.getpid()),
+        EINHORN_FDS=str(listener_fd),
+        EINHORN_SOCK_FD=str(worker_end.fileno()),
+    )
+    with master_end, worker_end:
+        server = servers.start(
+            "app.ini", cwd=app_dir, env=environ, pass_fds=(listener_fd, worker_end.fileno())
+        )
+        master_end.settimeout(ACK_TIMEOUT)
+        assert read_message(master_end) == {"command": "worker:ack", "pid": server.pid}
+
+    assert http_get(f"127.0.0.1:{port}", "/") == (200, "served by the worker")
+
+
+def test_a_grandchild_of_einhorn_is_not_a_worker(servers, app_dir):
+    """EINHORN_MASTER_PID must be the parent: otherwise the variables are not ours."""
+    environ = child_environ(
+        EINHORN_MASTER_PID=str(os.getppid()), EINHORN_FD_COUNT="1", EINHORN_FD_0="99"
+    )
+    server = servers.start("app.ini", "--bind", "127.0.0.1:0", cwd=app_dir, env=environ)
+    address = server.address()
+    assert address != "127.0.0.1:0"
+    assert http_get(address, "/") == (200, "served by the worker")
+    assert "Einhorn" not in server.output

@@ -1,0 +1,343 @@
+"""``baseplate-script``, ``baseplate-tshell`` and ``baseplate-healthcheck``, run for real."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import time
+
+import pytest
+
+from tests.server import ServerGroup, one_line, run_command, write
+
+# -- baseplate-script: the reference's printer example, word for word --------
+
+PRINTER_INI = """
+[app:main]
+message = Hello!
+
+[app:bizarro]
+message = !olleH
+"""
+
+PRINTER = """
+def run(app_config):
+    print(app_config["message"])
+"""
+
+
+@pytest.fixture
+def printer_dir(tmp_path):
+    write(tmp_path / "printer.ini", PRINTER_INI)
+    write(tmp_path / "printer.py", PRINTER)
+    return tmp_path
+
+
+def test_script_runs_the_function_with_the_app_config(printer_dir):
+    result = run_command("baseplate-script", "printer.ini", "printer:run", cwd=printer_dir)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "Hello!\n", "")
+
+
+def test_script_app_name_selects_another_section(printer_dir):
+    result = run_command(
+        "baseplate-script", "printer.ini", "--app-name=bizarro", "printer:run", cwd=printer_dir
+    )
+    assert (result.returncode, result.stdout) == (0, "!olleH\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["printer.ini", "printer:nope"], "the entry point: module 'printer' has no attribute"),
+        (["printer.ini", "printer"], "the entry point: expected 'module:callable', not 'printer'"),
+        (["printer.ini", "nosuch:run"], "the entry point: no module named 'nosuch'"),
+        (["printer.ini", "printer:run", "--app-name", "x"], "printer.ini: no [app:x] section"),
+        (["missing.ini", "printer:run"], "missing.ini: cannot read the file"),
+    ],
+)
+def test_script_errors_are_one_line(printer_dir, args, expected):
+    result = run_command("baseplate-script", *args, cwd=printer_dir)
+    assert result.returncode == 1
+    line = one_line(result.stderr)
+    assert line.startswith("baseplate-script: error: ")
+    assert expected in line
+
+
+def test_script_configuration_errors_are_one_line(printer_dir):
+    write(
+        printer_dir / "strict.py",
+        """
+        from baseplate import config
+
+        def run(app_config):
+            config.parse_config(app_config, {"count": config.Integer})
+        """,
+    )
+    result = run_command("baseplate-script", "printer.ini", "strict:run", cwd=printer_dir)
+    assert result.returncode == 1
+    assert one_line(result.stderr) == (
+        "baseplate-script: error: printer.ini: [app:main] count: required but missing"
+    )
+
+
+# -- baseplate-tshell ---------------------------------------------------------
+
+SHELL_INI = """
+[app:main]
+factory = shellapp:make_app
+greeting = hi
+
+[tshell]
+setup = shellapp:tshell_setup
+"""
+
+SHELL_APP = """
+import types
+
+from baseplate.context import ContextFactory
+from baseplate.core import Baseplate
+
+NAME = "models module"
+
+
+class ThingFactory(ContextFactory):
+    def make_object_for_context(self, name, server_span):
+        return f"thing for {server_span.name}"
+
+
+class App:
+    def __init__(self, greeting):
+        self.greeting = greeting
+        self.handler = types.SimpleNamespace(baseplate=Baseplate())
+        self.handler.baseplate.add_to_context("thing", ThingFactory())
+
+
+def make_app(app_config):
+    return App(app_config["greeting"])
+
+
+def tshell_setup(env, env_banner):
+    import shellapp
+    env["models"] = shellapp
+    env_banner["models"] = "Models module"
+"""
+
+SHELL_INPUT = """
+print("APP", type(app).__name__, app.greeting)
+print("SPAN", context.trace.name, context.trace.trace_id > 0)
+print("THING", context.thing)
+print("MODELS", models.NAME)
+"""
+
+
+@pytest.fixture
+def shell_dir(tmp_path):
+    write(tmp_path / "shell.ini", SHELL_INI)
+    write(tmp_path / "shellapp.py", SHELL_APP)
+    return tmp_path
+
+
+def test_tshell_provides_app_context_and_setup_objects(shell_dir):
+    result = run_command("baseplate-tshell", "shell.ini", cwd=shell_dir, stdin=SHELL_INPUT)
+
+    assert result.returncode == 0, result.stderr
+    assert "APP App hi" in result.stdout
+    assert "SPAN shell True" in result.stdout
+    assert "THING thing for shell" in result.stdout
+    assert "MODELS models module" in result.stdout
+
+
+def test_tshell_banner_lists_the_available_objects(shell_dir):
+    result = run_command("baseplate-tshell", "shell.ini", cwd=shell_dir, stdin="")
+
+    banner = result.stderr.splitlines()
+    assert banner[0] == "Baseplate Interactive Shell"
+    assert banner[1].startswith("3.")  # the Python version
+    start = banner.index("Available Objects:")
+    assert [line for line in banner[start + 1 :] if line.strip()][:3] == [
+        "  app       This project's app instance",
+        "  context   The context for this shell instance's span",
+        "  models    Models module",
+    ]
+
+
+def test_tshell_without_an_app_factory_still_has_a_context(shell_dir):
+    write(shell_dir / "bare.ini", "[app:main]\nfoo = 1\n")
+    result = run_command(
+        "baseplate-tshell",
+        "bare.ini",
+        cwd=shell_dir,
+        stdin="print('APP', app)\nprint('SPAN', context.trace.name)\n",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "APP None" in result.stdout
+    assert "SPAN shell" in result.stdout
+
+
+def test_tshell_bad_setup_is_one_line(shell_dir):
+    write(shell_dir / "badsetup.ini", "[app:main]\n[tshell]\nsetup = shellapp:nope\n")
+    result = run_command("baseplate-tshell", "badsetup.ini", cwd=shell_dir)
+    assert result.returncode == 1
+    assert "[tshell] setup: module 'shellapp' has no attribute 'nope'" in one_line(result.stderr)
+
+
+# -- baseplate-healthcheck ----------------------------------------------------
+
+WSGI_APP = """
+def make_app(app_config):
+    healthy = app_config.get("healthy", "true") == "true"
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/health" and healthy:
+            start_response("200 OK", [])
+            return [b"ok"]
+        start_response("503 Service Unavailable", [])
+        return [b"not yet"]
+
+    return app
+"""
+
+THRIFT_APP = """
+from baseplate.thrift import BaseplateService
+
+
+class Handler:
+    def __init__(self, healthy):
+        self.healthy = healthy
+
+    def is_healthy(self):
+        return self.healthy
+
+
+def make_processor(app_config):
+    return BaseplateService.Processor(Handler(app_config.get("healthy", "true") == "true"))
+"""
+
+HEALTH_INI = """
+[server:main]
+factory = baseplate.server.{kind}
+
+[app:main]
+factory = {module}
+healthy = {healthy}
+"""
+
+
+@pytest.fixture
+def servers():
+    with ServerGroup() as group:
+        yield group
+
+
+@pytest.fixture
+def health_dir(tmp_path):
+    write(tmp_path / "healthwsgi.py", WSGI_APP)
+    write(tmp_path / "healththrift.py", THRIFT_APP)
+    for kind, module in [
+        ("wsgi", "healthwsgi:make_app"),
+        ("thrift", "healththrift:make_processor"),
+    ]:
+        for healthy in ("true", "false"):
+            write(
+                tmp_path / f"{kind}-{healthy}.ini",
+                HEALTH_INI.format(kind=kind, module=module, healthy=healthy),
+            )
+    return tmp_path
+
+
+def healthcheck(cwd, *args):
+    return run_command("baseplate-healthcheck", *args, cwd=cwd, timeout=30)
+
+
+def test_wsgi_healthy_service_prints_ok(servers, health_dir):
+    server = servers.start("wsgi-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, "wsgi", server.address())
+    assert (result.returncode, result.stdout) == (0, "OK!\n")
+
+
+def test_wsgi_healthy_service_on_a_unix_socket(servers, health_dir):
+    path = str(health_dir / "health.sock")
+    server = servers.start("wsgi-true.ini", "--bind", path, cwd=health_dir)
+    assert server.address() == path
+    result = healthcheck(health_dir, "wsgi", path)
+    assert (result.returncode, result.stdout) == (0, "OK!\n")
+
+
+def test_wsgi_unhealthy_service_prints_the_status(servers, health_dir):
+    server = servers.start("wsgi-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, "wsgi", server.address())
+    assert result.returncode == 1
+    assert one_line(result.stdout) == "GET /health answered 503 Service Unavailable"
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
+def test_nothing_listening_is_unhealthy(health_dir, protocol):
+    if (
+        protocol == "thrift"
+        and importlib.util.find_spec("baseplate.thrift.BaseplateService") is None
+    ):
+        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
+    result = healthcheck(health_dir, protocol, f"127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "refused" in one_line(result.stdout)
+
+
+@pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
+def test_a_silent_service_times_out(health_dir, protocol):
+    if (
+        protocol == "thrift"
+        and importlib.util.find_spec("baseplate.thrift.BaseplateService") is None
+    ):
+        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        started = time.monotonic()
+        result = healthcheck(
+            health_dir, protocol, f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.5"
+        )
+        assert time.monotonic() - started < 20
+    assert result.returncode == 1
+    assert "timed out" in one_line(result.stdout)
+
+
+def test_a_bad_endpoint_is_unhealthy(health_dir):
+    result = healthcheck(health_dir, "wsgi", "localhost:port")
+    assert result.returncode == 1
+    assert "bad endpoint 'localhost:port'" in one_line(result.stdout)
+
+
+@pytest.fixture
+def thrift_service_available():
+    if importlib.util.find_spec("baseplate.thrift.BaseplateService") is None:
+        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
+
+
+@pytest.mark.usefixtures("thrift_service_available")
+def test_thrift_healthy_service_prints_ok(servers, health_dir):
+    server = servers.start("thrift-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, "thrift", server.address())
+    assert (result.returncode, result.stdout) == (0, "OK!\n")
+
+
+@pytest.mark.usefixtures("thrift_service_available")
+def test_thrift_healthy_service_on_a_unix_socket(servers, health_dir):
+    path = str(health_dir / "thrift.sock")
+    server = servers.start("thrift-true.ini", "--bind", path, cwd=health_dir)
+    assert server.address() == path
+    result = healthcheck(health_dir, "thrift", path)
+    assert (result.returncode, result.stdout) == (0, "OK!\n")
+
+
+@pytest.mark.usefixtures("thrift_service_available")
+def test_thrift_unhealthy_service_says_so(servers, health_dir):
+    server = servers.start("thrift-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, "thrift", server.address())
+    assert result.returncode == 1
+    assert one_line(result.stdout) == "the service says it is not healthy"
