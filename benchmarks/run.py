@@ -8,9 +8,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import metrics_throughput, span_overhead, trace_export
+from benchmarks import metrics_throughput, span_overhead, trace_export, wsgi
 
-BENCHMARKS = [metrics_throughput, span_overhead, trace_export]
+BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi]
 
 
 def main() -> None:

@@ -1,0 +1,332 @@
+"""Pyramid integration for Baseplate.
+
+This module provides a configuration extension for Pyramid which integrates
+Baseplate's facilities into the Pyramid WSGI request lifecycle::
+
+    def make_app(app_config):
+        configurator = Configurator()
+
+        baseplate = Baseplate()
+        baseplate_config = BaseplateConfigurator(
+            baseplate,
+            trust_trace_headers=True,
+        )
+        configurator.include(baseplate_config.includeme)
+
+        return configurator.make_wsgi_app()
+
+How a request is instrumented:
+
+* When Pyramid has matched a route (its ``ContextFound`` event), a server
+  span named after the route is made, with the request as the context
+  object: ``request.trace`` is the span and every attribute added with
+  :meth:`~baseplate.core.Baseplate.add_to_context` is an attribute of the
+  request. The span starts, is tagged ``http.url``, ``http.method`` and
+  ``peer.ipv4``, and :class:`ServerSpanInitialized` is fired. Requests that
+  match no route get no span.
+* A tween placed over Pyramid's exception-view tween ends the span: it tags
+  ``http.status_code`` and finishes the span when the response is ready, or,
+  for a streaming response (a body that is not a list or tuple), when the
+  WSGI server has consumed or closed the body. An exception raised by the
+  view is a failure whether or not an exception view turned it into a
+  response, except :class:`~pyramid.httpexceptions.HTTPException`\\ s below
+  500 (redirects, 404s, ...), which are ordinary responses.
+
+Trace headers (``X-Trace``, ``X-Parent``, ``X-Span``, ``X-Sampled``,
+``X-Flags`` and their ``X-B3-`` aliases) and the ``X-Edge-Request`` header are
+read only when ``trust_trace_headers`` is true. Invalid trace headers start a
+new trace; they never fail the request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
+
+try:
+    with warnings.catch_warnings():
+        # WebOb 1.8 imports the cgi module, deprecated since Python 3.11;
+        # nothing an application can act on.
+        warnings.filterwarnings("ignore", "'cgi' is deprecated", DeprecationWarning)
+        import webob  # noqa: F401
+    from pyramid.events import ContextFound
+    from pyramid.httpexceptions import HTTPException
+    from pyramid.response import Response
+    from pyramid.tweens import EXCVIEW, INGRESS
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "baseplate.integration.pyramid needs Pyramid: install baseplate[pyramid]"
+    ) from exc
+
+from baseplate.core import Baseplate, ServerSpan, TraceInfo
+from baseplate.core._observers import ExcInfo
+
+__all__ = [
+    "BaseplateConfigurator",
+    "EdgeContextFactory",
+    "ServerSpanInitialized",
+    "add_health_check",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The request attribute holding the span the tween must finish.
+_SPAN_ATTRIBUTE = "_baseplate_server_span"
+_EDGE_HEADER = "X-Edge-Request"
+_TWEEN_NAME = "baseplate.integration.pyramid._tween_factory"
+#: Bodies of these types are complete when the view returns.
+_MATERIALIZED_BODIES = (list, tuple)
+
+
+class EdgeContextFactory(Protocol):
+    """What the integration needs of an ``edge_context_factory``.
+
+    :class:`baseplate.core.EdgeRequestContextFactory` is one.
+
+    .. versionadded:: 0.31
+    """
+
+    def from_upstream(self, edge_header: bytes | None) -> Any:
+        """Make the request's edge context from the raw ``X-Edge-Request`` bytes."""
+
+
+class ServerSpanInitialized:
+    """Event that Baseplate fires after creating the ServerSpan for a Request.
+
+    This event will be emitted before the Request is passed along to its
+    handler. Baseplate initializes the ServerSpan in response to a
+    :class:`pyramid.events.ContextFound` event emitted by Pyramid so while we
+    can guarantee what Baseplate has done when this event is emitted, we
+    cannot guarantee that any other subscribers to ContextFound have been
+    called or not.
+
+    :param request: The request, whose ``trace`` is the started server span.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+class BaseplateConfigurator:
+    """Config extension to integrate Baseplate into Pyramid.
+
+    :param baseplate: The Baseplate instance for your application.
+    :param trust_trace_headers: Should this application trust trace headers
+        from the client? If True, trace headers in inbound requests will be
+        used for the server span, and the ``X-Edge-Request`` header is read.
+        If False, new random trace IDs will be generated for each request.
+    :param edge_context_factory: A configured factory for handling edge
+        request context. With it, the trusted ``X-Edge-Request`` header's
+        bytes become ``request.request_context`` (what
+        ``factory.from_upstream`` makes) and ``request.raw_request_context``;
+        without it, only ``request.raw_request_context`` is set.
+
+    .. warning::
+
+        Do not set ``trust_trace_headers`` to True unless you are sure your
+        application is only accessible by trusted sources (usually
+        backend-only services).
+    """
+
+    def __init__(
+        self,
+        baseplate: Baseplate,
+        trust_trace_headers: bool = False,
+        edge_context_factory: EdgeContextFactory | None = None,
+    ) -> None:
+        self.baseplate = baseplate
+        self.trust_trace_headers = bool(trust_trace_headers)
+        self.edge_context_factory = edge_context_factory
+
+    def includeme(self, config: Any) -> None:
+        """Install the integration; pass this to ``Configurator.include``.
+
+        Also adds the ``config.add_health_check()`` directive (see
+        :func:`add_health_check`).
+        """
+        config.add_subscriber(self._on_context_found, ContextFound)
+        config.add_tween(_TWEEN_NAME, under=INGRESS, over=EXCVIEW)
+        config.add_directive("add_health_check", add_health_check)
+
+    # -- the start of a request -----------------------------------------------
+
+    def _on_context_found(self, event: Any) -> None:
+        request = event.request
+        route = request.matched_route
+        if route is None:
+            return
+        trace_info = None
+        if self.trust_trace_headers:
+            trace_info = _trace_info_of(request.headers)
+            self._attach_edge_context(request)
+        server_span = self.baseplate.make_server_span(request, route.name, trace_info)
+        setattr(request, _SPAN_ATTRIBUTE, server_span)
+        server_span.start()
+        server_span.set_tag("http.url", request.url)
+        server_span.set_tag("http.method", request.method)
+        peer = request.remote_addr
+        if peer:
+            server_span.set_tag("peer.ipv4", peer)
+        request.registry.notify(ServerSpanInitialized(request))
+
+    def _attach_edge_context(self, request: Any) -> None:
+        header = request.headers.get(_EDGE_HEADER)
+        if header is None:
+            return
+        # WSGI hands headers over as latin-1 decoded text: encoding them back
+        # gives exactly the bytes that were sent.
+        raw = header.encode("latin-1")
+        if self.edge_context_factory is not None:
+            request.request_context = self.edge_context_factory.from_upstream(raw)
+        request.raw_request_context = raw
+
+
+def _trace_info_of(headers: Any) -> TraceInfo | None:
+    """The upstream's trace context, or None to start a new trace."""
+    try:
+        return TraceInfo.from_upstream_headers(headers)
+    except ValueError as exc:
+        logger.debug("starting a new trace: %s", exc)
+        return None
+
+
+# -- the end of a request -------------------------------------------------------
+
+
+def _tween_factory(handler: Callable[[Any], Any], registry: Any) -> Callable[[Any], Any]:
+    """Make the tween that finishes each request's server span.
+
+    It sits over Pyramid's exception-view tween, so it sees the response an
+    exception view made, and the exception itself in ``request.exc_info``.
+    """
+
+    def baseplate_tween(request: Any) -> Any:
+        try:
+            response = handler(request)
+        except Exception:
+            server_span = getattr(request, _SPAN_ATTRIBUTE, None)
+            if server_span is not None:
+                server_span.finish(exc_info=sys.exc_info())
+            raise
+        server_span = getattr(request, _SPAN_ATTRIBUTE, None)
+        if server_span is not None:
+            _finish_with_response(server_span, request, response)
+        return response
+
+    return baseplate_tween
+
+
+def _outcome(request: Any) -> ExcInfo | None:
+    """The exception an exception view handled, if it makes the request a failure."""
+    exc_info: ExcInfo | None = request.exc_info
+    if exc_info is None or exc_info[1] is None:
+        return None
+    error = exc_info[1]
+    if isinstance(error, HTTPException) and error.code < 500:
+        return None
+    return exc_info
+
+
+def _finish_with_response(server_span: ServerSpan, request: Any, response: Any) -> None:
+    exc_info = _outcome(request)
+    status_code = getattr(response, "status_int", None)
+    if status_code is not None:
+        server_span.set_tag("http.status_code", status_code)
+    app_iter = getattr(response, "app_iter", None)
+    if app_iter is None or isinstance(app_iter, _MATERIALIZED_BODIES):
+        server_span.finish(exc_info=exc_info)
+        return
+    # Replacing the body forgets the content length: put it back.
+    content_length = response.content_length
+    response.app_iter = _FinishingBody(app_iter, server_span, exc_info)
+    response.content_length = content_length
+
+
+class _FinishingBody:
+    """A streamed response body that finishes the server span when it is done.
+
+    Done means exhausted, closed by the WSGI server, or failed while being
+    produced (a failure of the request).
+    """
+
+    def __init__(
+        self, app_iter: Iterable[bytes], server_span: ServerSpan, exc_info: ExcInfo | None
+    ) -> None:
+        self._app_iter = app_iter
+        self._iterator: Iterator[bytes] | None = None
+        self._server_span = server_span
+        self._exc_info = exc_info
+
+    def __iter__(self) -> _FinishingBody:
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._app_iter)
+            return next(self._iterator)
+        except StopIteration:
+            self._server_span.finish(exc_info=self._exc_info)
+            raise
+        except Exception:
+            self._server_span.finish(exc_info=sys.exc_info())
+            raise
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._app_iter, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            self._server_span.finish(exc_info=sys.exc_info())
+            raise
+        finally:
+            self._server_span.finish(exc_info=self._exc_info)
+
+
+# -- health checks ------------------------------------------------------------------
+
+
+def add_health_check(
+    config: Any,
+    checker: Callable[[Any], bool] | None = None,
+    path: str = "/health",
+    route_name: str = "health",
+) -> None:
+    """Serve a health check for ``baseplate-healthcheck wsgi``.
+
+    ``GET path`` answers 200 ``OK`` (``text/plain``) when the service is
+    healthy and 503 with the reason otherwise. After ``includeme`` it is also
+    the config directive ``config.add_health_check(...)``.
+
+    :param config: The Pyramid configurator.
+    :param checker: Called with the request (the context object, with every
+        attribute added with ``add_to_context``) on each check; returning a
+        false value or raising means unhealthy. Without it the service is
+        healthy whenever it answers.
+    :param path: Where the health check is served.
+    :param route_name: The name of its route, and so of its server span.
+
+    .. versionadded:: 0.31
+    """
+
+    def health_check(request: Any) -> Any:
+        if checker is not None:
+            try:
+                healthy = checker(request)
+            except Exception as exc:
+                logger.warning("health check failed", exc_info=True)
+                return _unhealthy(f"{type(exc).__name__}: {exc}")
+            if not healthy:
+                return _unhealthy("the health check returned false")
+        return Response("OK", content_type="text/plain")
+
+    config.add_route(route_name, path, request_method=("GET", "HEAD"))
+    config.add_view(health_check, route_name=route_name)
+
+
+def _unhealthy(reason: str) -> Any:
+    return Response(f"unhealthy: {reason}", status=503, content_type="text/plain")

@@ -1,0 +1,1 @@
+"""Example programs built on Baseplate (see docs/getting_started.rst)."""
