@@ -53,6 +53,7 @@ __all__ = [
     "TupleOf",
     "UnixGroup",
     "UnixUser",
+    "at_least",
     "parse_config",
 ]
 
@@ -188,6 +189,21 @@ def _parse_node(node: _SpecNode, key: str, config: Mapping[str, str]) -> Any:
 def String(text: str) -> str:
     """A raw string."""
     return text
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An integer no smaller than ``minimum``: ``at_least(1)`` for sizes and counts.
+
+    .. versionadded:: 0.31
+    """
+
+    def parse(text: str) -> int:
+        value = Integer(text)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return value
+
+    return parse
 
 
 def Float(text: str) -> float:

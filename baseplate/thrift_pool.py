@@ -31,7 +31,7 @@ import datetime
 import queue
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -54,16 +54,6 @@ DEFAULT_TIMEOUT = datetime.timedelta(seconds=1)
 DEFAULT_MAX_RETRIES = 3
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = config.Integer(text)
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        return value
-
-    return parse
-
-
 def _positive_timespan(text: str) -> datetime.timedelta:
     value = config.Timespan(text)
     if value <= datetime.timedelta(0):
@@ -73,10 +63,10 @@ def _positive_timespan(text: str) -> datetime.timedelta:
 
 _CONFIG_SPEC: config.ConfigSpec = {
     "endpoint": config.Endpoint,
-    "size": config.Optional(_at_least(1), default=DEFAULT_SIZE),
+    "size": config.Optional(config.at_least(1), default=DEFAULT_SIZE),
     "max_age": config.Optional(config.Timespan, default=DEFAULT_MAX_AGE),
     "timeout": config.Optional(_positive_timespan, default=DEFAULT_TIMEOUT),
-    "max_retries": config.Optional(_at_least(1), default=DEFAULT_MAX_RETRIES),
+    "max_retries": config.Optional(config.at_least(1), default=DEFAULT_MAX_RETRIES),
 }
 
 

@@ -72,7 +72,9 @@ class _Context:
 # -- the workloads ------------------------------------------------------------
 
 
-def _facade_workload(baseplate: Baseplate) -> Workload:
+def facade_workload(baseplate: Baseplate) -> Workload:
+    """Simulated requests through the facade (shared with the other benchmarks)."""
+
     def facade(n: int) -> None:
         for _ in range(n):
             trace_info = TraceInfo.from_upstream(
@@ -199,7 +201,7 @@ def run_timing(baseplate: Baseplate, rounds: int, requests: int, endpoint: str) 
     tracer = sdk_provider.get_tracer("bench")
     client = _metrics_client(endpoint)
     workloads: dict[str, Workload] = {
-        "facade": _facade_workload(baseplate),
+        "facade": facade_workload(baseplate),
         "sdk": _sdk_workload(tracer),
         "sdk+metrics": _sdk_metrics_workload(tracer, client),
         "none": _none_workload,
@@ -227,7 +229,7 @@ def run_memory(baseplate: Baseplate, requests: int, warm_up: int) -> tuple[int, 
     tracemalloc makes each request about three times slower), so what is
     traced at the end is what the measured requests left behind.
     """
-    facade = _facade_workload(baseplate)
+    facade = facade_workload(baseplate)
     facade(warm_up)
     gc.collect()
     tracemalloc.start()

@@ -75,24 +75,22 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from baseplate.core import Baseplate, TraceInfo
+from baseplate.core import Baseplate
 from baseplate.diagnostics.tracing import (
     DEFAULT_MAX_SPAN_QUEUE_SIZE,
     DEFAULT_SPAN_BATCH_INTERVAL,
     make_client,
 )
+from benchmarks.span_overhead import CHILD_NAMES, facade_workload
 from bridge import provider
 from bridge.export import (
     PosixQueueSpanExporter,
     ZipkinV1HttpSpanExporter,
     zipkin_v2_exporter,
 )
-from bridge.ids import random_id
 from bridge.zipkin_records import ZipkinRecordEncoder
 
 SERVICE_NAME = "bench"
-CHILD_NAMES = ("users.get", "cache.get", "db.query")
-SERVER_NAME = "handler"
 BATCH_SIZE = 512
 #: The queue is made at the system's limits (or these, if the limits cannot be read).
 DEFAULT_MSG_MAX = 10
@@ -101,8 +99,6 @@ DEFAULT_MSGSIZE_MAX = 8192
 #: The loggers that warn of dropped spans: the batching processor's and the exporters'.
 DROP_LOGGERS = ("opentelemetry.sdk._shared_internal", "bridge.export")
 FULL_QUEUE = "sidecar, no reader (queue full)"
-
-Workload = Callable[[int], None]
 
 # A trace publisher stand-in: counts records until it reads the empty record,
 # then prints how many it read.
@@ -137,10 +133,6 @@ class EncodeOnlyExporter(SpanExporter):
         for span in spans:
             encode(span)
         return SpanExportResult.SUCCESS
-
-
-class _Context:
-    """A request's context object, as a framework integration would make it."""
 
 
 # -- queues and their readers -------------------------------------------------
@@ -285,32 +277,13 @@ def http_sink() -> Iterator[tuple[ThreadingHTTPServer, str]]:
 # -- the spans ----------------------------------------------------------------
 
 
-def _facade_workload(baseplate: Baseplate) -> Workload:
-    def facade(n: int) -> None:
-        for _ in range(n):
-            trace_info = TraceInfo.from_upstream(
-                random_id(), random_id(), random_id(), sampled=True, flags=None
-            )
-            server = baseplate.make_server_span(_Context(), SERVER_NAME, trace_info)
-            server.start()
-            for name in CHILD_NAMES:
-                child = server.make_child(name)
-                child.start()
-                child.set_tag("peer.service", name)
-                child.log("response", "ok")
-                child.finish()
-            server.finish()
-
-    return facade
-
-
 def build_spans(count: int) -> list[ReadableSpan]:
     """``count`` finished facade spans (a multiple of four: requests of four spans)."""
     provider._reset_for_tests()
     provider.set_service_name(SERVICE_NAME)
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
-    _facade_workload(Baseplate())(count // 4)
+    facade_workload(Baseplate())(count // 4)
     spans = list(memory.get_finished_spans())
     provider._reset_for_tests()
     return spans
@@ -493,7 +466,7 @@ class Served:
 def _serve(configure: Callable[[], Configured], warm_up: int, requests: int) -> Served:
     provider._reset_for_tests()
     configured = configure()
-    facade = _facade_workload(configured.baseplate)
+    facade = facade_workload(configured.baseplate)
     facade(warm_up)
     gc.collect()
     exported_before = warm_up * SPANS_PER_REQUEST - configured.backlog()

@@ -56,15 +56,19 @@ def open_span_queue(name: str) -> posix_ipc.MessageQueue:
     rather than failing the application's start.
     """
     path = f"/traces-{name}"
-    try:
+
+    def open_queue(max_messages: int, max_message_size: int) -> posix_ipc.MessageQueue:
         return posix_ipc.MessageQueue(
             path,
             flags=posix_ipc.O_CREAT,
-            max_messages=QUEUE_MAX_MESSAGES,
-            max_message_size=QUEUE_MAX_MESSAGE_SIZE,
+            max_messages=max_messages,
+            max_message_size=max_message_size,
             write=True,
             read=False,
         )
+
+    try:
+        return open_queue(QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
     except (ValueError, posix_ipc.Error):
         max_messages = _system_limit("msg_max", QUEUE_MAX_MESSAGES)
         max_message_size = _system_limit("msgsize_max", QUEUE_MAX_MESSAGE_SIZE)
@@ -77,14 +81,7 @@ def open_span_queue(name: str) -> posix_ipc.MessageQueue:
             QUEUE_MAX_MESSAGES,
             QUEUE_MAX_MESSAGE_SIZE,
         )
-        return posix_ipc.MessageQueue(
-            path,
-            flags=posix_ipc.O_CREAT,
-            max_messages=max_messages,
-            max_message_size=max_message_size,
-            write=True,
-            read=False,
-        )
+        return open_queue(max_messages, max_message_size)
 
 
 class _DropCounter:

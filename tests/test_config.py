@@ -425,3 +425,11 @@ def test_dict_of_inside_nested_spec_and_of_dict_of() -> None:
     )
     assert cfg.app.limits == {"eu": {"fr": 1, "de": 2}, "us": {"ca": 3}}
     assert cfg.app.limits["eu"].de == 2
+
+
+def test_at_least_bounds_integers():
+    spec = {"size": config.at_least(1)}
+    assert config.parse_config({"size": "3"}, spec).size == 3
+    with pytest.raises(config.ConfigurationError) as info:
+        config.parse_config({"size": "0"}, spec)
+    assert "size" in str(info.value) and "at least 1" in str(info.value)

@@ -10,7 +10,7 @@ timeout, and kill whatever is still running after that.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -59,11 +59,21 @@ def make_pool(max_concurrency: int | None) -> gevent.pool.Pool:
     return gevent.pool.Pool(max_concurrency)
 
 
-def stop_gracefully(
-    server: Any, tracker: ConnectionTracker, pool: gevent.pool.Pool, timeout: float
-) -> None:
-    """Stop ``server`` as the module describes, waiting at most ``timeout`` seconds."""
-    server.close()
-    tracker.close_idle()
-    pool.join(timeout=timeout)
-    pool.kill(block=True, timeout=1)
+class GracefulStop:
+    """Mixin for the gevent servers: ``stop()`` as the module describes.
+
+    The server must set ``tracker``, ``handler_pool`` (from :func:`make_pool`)
+    and ``graceful_stop_timeout``.
+    """
+
+    tracker: ConnectionTracker
+    handler_pool: gevent.pool.Pool
+    graceful_stop_timeout: float
+    close: Callable[[], None]
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop, waiting at most ``timeout`` seconds (default: the configured one)."""
+        self.close()
+        self.tracker.close_idle()
+        self.handler_pool.join(timeout=self.graceful_stop_timeout if timeout is None else timeout)
+        self.handler_pool.kill(block=True, timeout=1)

@@ -47,9 +47,9 @@ from thrift.transport.TTransport import (
 from baseplate import config
 from baseplate.server._graceful import (
     ConnectionTracker,
+    GracefulStop,
     ServerStoppingError,
     make_pool,
-    stop_gracefully,
 )
 from baseplate.server._options import parse_server_config, positive_integer
 
@@ -98,7 +98,7 @@ class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyp
         self.sock.close()
 
 
-class ThriftServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
+class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent is untyped
     """A gevent stream server that runs a Thrift processor on each connection.
 
     :meth:`stop` with no timeout waits for the configured ``stop_timeout``.
@@ -150,14 +150,6 @@ class ThriftServer(StreamServer):  # type: ignore[misc]  # gevent is untyped
                 return bool(sock.recv(1, socket.MSG_PEEK))
         except (ServerStoppingError, OSError):
             return False
-
-    def stop(self, timeout: float | None = None) -> None:
-        stop_gracefully(
-            self,
-            self.tracker,
-            self.handler_pool,
-            self.graceful_stop_timeout if timeout is None else timeout,
-        )
 
 
 def _frame_size(text: str) -> int:

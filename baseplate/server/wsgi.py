@@ -30,9 +30,9 @@ from gevent import pywsgi
 from baseplate import config
 from baseplate.server._graceful import (
     ConnectionTracker,
+    GracefulStop,
     ServerStoppingError,
     make_pool,
-    stop_gracefully,
 )
 from baseplate.server._healthcheck import HEALTH_CHECK_PATH
 from baseplate.server._options import parse_server_config
@@ -98,7 +98,7 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
     )
 
 
-class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]  # gevent is untyped
+class WSGIServer(GracefulStop, pywsgi.WSGIServer):  # type: ignore[misc]  # gevent is untyped
     """A :class:`gevent.pywsgi.WSGIServer` that stops gracefully.
 
     :meth:`stop` with no timeout waits for the configured ``stop_timeout``.
@@ -126,14 +126,6 @@ class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]  # gevent is untyped
             handler_class=_graceful_handler(handler_class, self.tracker),
             log=pywsgi.LoggingLogAdapter(access_logger, logging.DEBUG),
             error_log=pywsgi.LoggingLogAdapter(error_logger, logging.ERROR),
-        )
-
-    def stop(self, timeout: float | None = None) -> None:
-        stop_gracefully(
-            self,
-            self.tracker,
-            self.handler_pool,
-            self.graceful_stop_timeout if timeout is None else timeout,
         )
 
 

@@ -529,16 +529,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = config.Integer(text)
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}")
-        return value
-
-    return parse
-
-
 def _http_url(text: str) -> str:
     parts = urllib.parse.urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -555,14 +545,14 @@ def _default(parser: Callable[[str], _T], default: _T) -> Callable[[str], _T]:
 _CONFIG_SPEC: config.ConfigSpec = {
     "zipkin_api_url": _http_url,
     "post_timeout": _default(_seconds, 3.0),
-    "max_batch_size": _default(_at_least(3), DEFAULT_MAX_BATCH_SIZE),
-    "retry_limit": _default(_at_least(1), 10),
+    "max_batch_size": _default(config.at_least(3), DEFAULT_MAX_BATCH_SIZE),
+    "retry_limit": _default(config.at_least(1), 10),
     "retry_backoff": _default(_seconds, 0.1),
-    "max_pending_batches": _default(_at_least(1), 20),
+    "max_pending_batches": _default(config.at_least(1), 20),
     "shutdown_timeout": _default(_seconds, 5.0),
     "queue": {
-        "max_messages": _default(_at_least(1), MAX_QUEUE_SIZE),
-        "max_message_size": _default(_at_least(1), MAX_MESSAGE_SIZE),
+        "max_messages": _default(config.at_least(1), MAX_QUEUE_SIZE),
+        "max_message_size": _default(config.at_least(1), MAX_MESSAGE_SIZE),
     },
 }
 """The keys of a ``[trace-publisher:NAME]`` section (besides ``metrics.*``)."""

@@ -1,0 +1,510 @@
+"""Throughput of a Thrift service under ``baseplate-serve``, instrumented against bare.
+
+One IDL (``service Bench extends baseplate.BaseplateService { string
+echo(1: string text) }``) is generated with :mod:`baseplate.thrift.codegen`
+into a temporary directory, and two applications of it run, each in its own
+``baseplate-serve`` subprocess with the same gevent Thrift server
+(``[server:main] factory = baseplate.server.thrift``), so that only the
+instrumentation differs:
+
+* bare: the plain generated ``Bench.Processor`` around a handler whose
+  ``echo`` returns its argument;
+* instrumented: ``Bench.ContextProcessor`` around the same handler (taking
+  the context first) with ``BaseplateProcessorEventHandler`` and full
+  instrumentation: the metrics observer (one statsd datagram per call to a
+  UDP socket on 127.0.0.1 that is never read), the logging observer,
+  tracing with ``tracing.exporter = none`` (every span is created, none is
+  exported) and an edge context factory.
+
+The load generator is a separate process: one thread, an ``epoll`` loop over
+``CONNECTIONS`` THeader connections, one call outstanding on each. The
+requests are serialised up front by the generated client (so the load
+generator spends almost nothing per call): 1,000 different ``echo("hello")``
+frames, each with fresh ``Trace``/``Parent``/``Span`` ids, ``Sampled`` set on
+10% of them, and an ``Edge-Request`` header, as a Baseplate upstream sends.
+Replies are checked by length (the first on each connection is decoded).
+Each server is warmed up, then the servers are driven in alternating rounds
+of fixed duration; the figures are the medians over the rounds. The
+project's target is at least 85% of the bare throughput.
+
+If the target is missed (or with ``--profile``), the processors are also
+run in this process over in-memory transports, to give the per-call cost of
+each without sockets and where the instrumented one spends its time
+(cProfile).
+
+Run directly with ``--quick`` for a smaller, faster run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    # Run as a script, this file's directory would come first on sys.path,
+    # and this file's name would shadow the thrift package.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
+    sys.path.insert(0, str(ROOT))
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import selectors
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass
+from typing import Any
+
+#: The project's target: instrumented throughput at least this share of bare.
+TARGET_RATIO = 0.85
+KINDS = ("bare", "instrumented")
+CONNECTIONS = 16
+FRAMES = 1_000
+SAMPLED_SHARE = 0.1
+PACKAGE = "bench_service"
+START_TIMEOUT = 30.0
+
+IDL = f"""
+include "baseplate.thrift"
+
+namespace py {PACKAGE}
+
+service Bench extends baseplate.BaseplateService {{
+    string echo(1: string text),
+}}
+"""
+
+APP = f"""
+import logging
+
+from baseplate import metrics_client_from_config, tracing_client_from_config
+from baseplate.core import Baseplate, EdgeRequestContextFactory
+from baseplate.integration.thrift import BaseplateProcessorEventHandler
+from baseplate.secrets import secrets_store_from_config
+from {PACKAGE} import Bench
+
+logger = logging.getLogger("bench_app")
+
+
+class Handler(Bench.ContextIface):
+    def is_healthy(self, context):
+        return True
+
+    def echo(self, context, text):
+        return text
+
+
+class BareHandler(Bench.Iface):
+    def is_healthy(self):
+        return True
+
+    def echo(self, text):
+        return text
+
+
+def make_processor(app_config):
+    baseplate = Baseplate()
+    baseplate.configure_logging()
+    baseplate.configure_metrics(metrics_client_from_config(app_config))
+    baseplate.configure_tracing(tracing_client_from_config(app_config))
+    edge_context_factory = EdgeRequestContextFactory(secrets_store_from_config(app_config))
+    processor = Bench.ContextProcessor(Handler())
+    processor.setEventHandler(
+        BaseplateProcessorEventHandler(logger, baseplate, edge_context_factory)
+    )
+    return processor
+
+
+def make_bare_processor(app_config):
+    return Bench.Processor(BareHandler())
+"""
+
+INI = """
+[server:main]
+factory = baseplate.server.thrift
+stop_timeout = 1
+
+[app:instrumented]
+factory = bench_app:make_processor
+metrics.namespace = bench
+metrics.endpoint = 127.0.0.1:{sink_port}
+tracing.service_name = bench
+tracing.exporter = none
+secrets.path = {secrets}
+
+[app:bare]
+factory = bench_app:make_bare_processor
+"""
+
+
+# -- the service directory ---------------------------------------------------------
+
+
+def prepare(directory: Path, sink_port: int) -> None:
+    """Generate the IDL and write the app, a secrets file and the INI file."""
+    from baseplate.thrift.codegen import generate
+
+    idl = directory / "bench.thrift"
+    idl.write_text(IDL)
+    generate(idl, directory)
+    (directory / "bench_app.py").write_text(APP)
+    (directory / "secrets.json").write_text(json.dumps({"secrets": {}}))
+    (directory / "bench.ini").write_text(
+        textwrap.dedent(INI).format(sink_port=sink_port, secrets=directory / "secrets.json")
+    )
+
+
+def _import_service(directory: Path) -> Any:
+    import importlib
+
+    if str(directory) not in sys.path:
+        sys.path.insert(0, str(directory))
+    return importlib.import_module(f"{PACKAGE}.Bench")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``baseplate-serve --app-name KIND`` in a subprocess, its output in a file."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.log_path = directory / f"{kind}.log"
+        serve = Path(sys.executable).parent / "baseplate-serve"
+        with self.log_path.open("w") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(serve),
+                    "--app-name",
+                    kind,
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "bench.ini",
+                ],
+                cwd=directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(
+                    f"the {kind} server did not start:\n{self.log_path.read_text()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# -- the requests --------------------------------------------------------------------
+
+
+def request_frames(directory: Path, count: int) -> list[bytes]:
+    """``count`` serialised ``echo("hello")`` calls, each with its own trace headers."""
+    from thrift.protocol.THeaderProtocol import THeaderProtocol
+    from thrift.transport.THeaderTransport import THeaderClientType
+    from thrift.transport.TTransport import TMemoryBuffer
+
+    from baseplate.core import EdgeRequestContextFactory
+    from baseplate.secrets import SecretsStore
+
+    bench = _import_service(directory)
+    edge = EdgeRequestContextFactory(SecretsStore(str(directory / "secrets.json")))
+    edge_header = edge.new(loid_id="t2_bench", loid_created_ms=1, session_id="bench").header
+    rng = random.Random(7)
+    frames = []
+    for _ in range(count):
+        buffer = TMemoryBuffer()
+        protocol = THeaderProtocol(buffer, (THeaderClientType.HEADERS,))
+        trace_id, parent_id, span_id = (rng.randrange(1, 2**63) for _ in range(3))
+        headers = {
+            b"Trace": str(trace_id).encode(),
+            b"Parent": str(parent_id).encode(),
+            b"Span": str(span_id).encode(),
+            b"Sampled": b"1" if rng.random() < SAMPLED_SHARE else b"0",
+            b"Edge-Request": edge_header,
+        }
+        for name, value in headers.items():
+            protocol.trans.set_header(name, value)
+        bench.Client(protocol).send_echo("hello")
+        frames.append(buffer.getvalue())
+    return frames
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!i", data[:4])[0]:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    return data
+
+
+def _check_reply(bench: Any, frame: bytes) -> None:
+    from thrift.protocol.THeaderProtocol import THeaderProtocol
+    from thrift.transport.THeaderTransport import THeaderClientType
+    from thrift.transport.TTransport import TMemoryBuffer
+
+    protocol = THeaderProtocol(TMemoryBuffer(frame), (THeaderClientType.HEADERS,))
+    answer = bench.Client(protocol).recv_echo()
+    if answer != "hello":
+        raise AssertionError(f"echo answered {answer!r}")
+
+
+@dataclass(frozen=True)
+class Result:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def generate_load(port: int, seconds: float, connections: int, directory: Path) -> Result:
+    """Keep one call outstanding on each connection for ``seconds``; count and time them."""
+    bench = _import_service(directory)
+    frames = request_frames(directory, FRAMES)
+    selector = selectors.DefaultSelector()
+    socks = []
+    reply_size = 0
+    for index in range(connections):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(frames[index])
+        reply = _read_frame(sock)
+        _check_reply(bench, reply)
+        reply_size = len(reply)
+        socks.append(sock)
+
+    latencies: list[float] = []
+    errors = 0
+    pending: dict[int, bytes] = {}
+    sent_at: dict[int, float] = {}
+    next_frame = connections
+    start = time.perf_counter()
+    end = start + seconds
+    for sock in socks:
+        fd = sock.fileno()
+        pending[fd] = b""
+        selector.register(sock, selectors.EVENT_READ)
+        sent_at[fd] = time.perf_counter()
+        sock.sendall(frames[next_frame % FRAMES])
+        next_frame += 1
+    open_calls = len(socks)
+    while open_calls:
+        for key, _ in selector.select(timeout=1.0):
+            sock = key.fileobj  # type: ignore[assignment]
+            fd = key.fd
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("the server closed a connection")
+            data = pending[fd] + chunk
+            if len(data) < 4 or len(data) < 4 + struct.unpack("!i", data[:4])[0]:
+                pending[fd] = data
+                continue
+            now = time.perf_counter()
+            latencies.append(now - sent_at[fd])
+            if len(data) != reply_size:
+                errors += 1
+            pending[fd] = b""
+            if now < end:
+                sent_at[fd] = now
+                sock.sendall(frames[next_frame % FRAMES])
+                next_frame += 1
+            else:
+                selector.unregister(sock)
+                open_calls -= 1
+    elapsed = time.perf_counter() - start
+    for sock in socks:
+        sock.close()
+    latencies.sort()
+    return Result(
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        errors,
+    )
+
+
+def run_load(port: int, seconds: float, directory: Path) -> Result:
+    """:func:`generate_load` in a subprocess of its own."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.thrift",
+            "--load",
+            str(port),
+            "--seconds",
+            str(seconds),
+            "--service-dir",
+            str(directory),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    ).stdout
+    return Result(**json.loads(output.strip().splitlines()[-1]))
+
+
+# -- in-process profile ------------------------------------------------------------------
+
+
+def _processor_calls(processor: Any, frame: bytes, count: int) -> float:
+    """Seconds per call of ``processor`` on ``frame``, over in-memory transports."""
+    from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+    from thrift.transport.TTransport import TMemoryBuffer
+
+    from baseplate.server.thrift import ALLOWED_CLIENT_TYPES
+
+    factory = THeaderProtocolFactory(allowed_client_types=ALLOWED_CLIENT_TYPES)
+    started = time.perf_counter()
+    for _ in range(count):
+        protocol = factory.getProtocol(TMemoryBuffer(frame))
+        processor.process(protocol, protocol)
+    return (time.perf_counter() - started) / count
+
+
+def profile(directory: Path, sink_port: int, calls: int) -> None:
+    """Per-call cost of each processor in this process, and a profile of the instrumented one."""
+    import cProfile
+    import io
+    import pstats
+
+    _import_service(directory)
+    import bench_app  # type: ignore[import-not-found]
+
+    frame = request_frames(directory, 1)[0]
+    app_config = {
+        "metrics.namespace": "bench",
+        "metrics.endpoint": f"127.0.0.1:{sink_port}",
+        "tracing.service_name": "bench",
+        "tracing.exporter": "none",
+        "secrets.path": str(directory / "secrets.json"),
+    }
+    processors = {
+        "bare": bench_app.make_bare_processor({}),
+        "instrumented": bench_app.make_processor(app_config),
+    }
+    costs: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    for kind in KINDS:
+        _processor_calls(processors[kind], frame, calls // 5)  # warm up
+    for _ in range(5):
+        for kind in KINDS:
+            costs[kind].append(_processor_calls(processors[kind], frame, calls))
+    bare = statistics.median(costs["bare"]) * 1e6
+    instrumented = statistics.median(costs["instrumented"]) * 1e6
+    print(
+        f"  in process, no sockets: bare {bare:.1f} us/call, instrumented "
+        f"{instrumented:.1f} us/call (+{instrumented - bare:.1f} us for the instrumentation)"
+    )
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _processor_calls(processors["instrumented"], frame, calls)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
+    print("  instrumented processor, top functions by own time:")
+    lines = out.getvalue().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
+    for line in lines[start:]:
+        if line.strip():
+            print("    " + line.replace(str(ROOT) + "/", "").replace(sys.prefix, "<venv>"))
+
+
+# -- the benchmark ---------------------------------------------------------------------------
+
+
+def main(quick: bool = False, profile_always: bool = False) -> None:
+    seconds, rounds, warm_up = (2, 2, 1) if quick else (5, 3, 2)
+    print(
+        f"Thrift: echo() under baseplate-serve (gevent Thrift server), {CONNECTIONS} "
+        f"connections from one load-generator process, {rounds} alternating rounds of "
+        f"{seconds} s (medians; {os.cpu_count()} CPUs)"
+    )
+    # A statsd endpoint that nobody reads: datagrams are sent, then dropped.
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    with sink, tempfile.TemporaryDirectory(prefix="baseplate-bench-thrift-") as scratch:
+        directory = Path(scratch)
+        sink_port = sink.getsockname()[1]
+        prepare(directory, sink_port)
+        servers: dict[str, Server] = {}
+        try:
+            for kind in KINDS:
+                servers[kind] = Server(kind, directory)
+            for server in servers.values():
+                run_load(server.port, warm_up, directory)
+            results: dict[str, list[Result]] = {kind: [] for kind in KINDS}
+            for round_number in range(rounds):
+                order = KINDS if round_number % 2 == 0 else KINDS[::-1]
+                for kind in order:
+                    results[kind].append(run_load(servers[kind].port, seconds, directory))
+        finally:
+            for server in servers.values():
+                server.stop()
+
+        medians = {}
+        for kind in KINDS:
+            rate = statistics.median(result.requests_per_second for result in results[kind])
+            p50 = statistics.median(result.p50_ms for result in results[kind])
+            p99 = statistics.median(result.p99_ms for result in results[kind])
+            errors = sum(result.errors for result in results[kind])
+            medians[kind] = rate
+            print(
+                f"  {kind:<13} {rate:9.0f} req/s   p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
+                + (f"   ({errors} errors)" if errors else "")
+            )
+        ratio = medians["instrumented"] / medians["bare"]
+        met = ratio >= TARGET_RATIO
+        print(
+            f"  instrumented/bare throughput: {ratio:.1%} "
+            f"(target >= {TARGET_RATIO:.0%}: {'met' if met else 'NOT met'})"
+        )
+        if profile_always or not met:
+            profile(directory, sink_port, 2_000 if quick else 10_000)
+
+
+if __name__ == "__main__":
+    arguments = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    arguments.add_argument("--quick", action="store_true", help="shorter runs")
+    arguments.add_argument(
+        "--profile", action="store_true", help="profile the processors even if the target is met"
+    )
+    arguments.add_argument("--load", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    arguments.add_argument("--seconds", type=float, default=5.0, help=argparse.SUPPRESS)
+    arguments.add_argument("--service-dir", type=Path, help=argparse.SUPPRESS)
+    options = arguments.parse_args()
+    if options.load:
+        result = generate_load(options.load, options.seconds, CONNECTIONS, options.service_dir)
+        print(json.dumps(result.__dict__))
+    else:
+        main(quick=options.quick, profile_always=options.profile)
