@@ -8,9 +8,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import metrics_throughput, span_overhead, trace_export, wsgi
+from benchmarks import (
+    metrics_throughput,
+    span_overhead,
+    thrift_server,
+    trace_export,
+    wsgi,
+)
 
-BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi]
+BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi, thrift_server]
 
 
 def main() -> None:

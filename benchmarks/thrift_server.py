@@ -37,17 +37,6 @@ Run directly with ``--quick`` for a smaller, faster run.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if __name__ == "__main__":
-    # Run as a script, this file's directory would come first on sys.path,
-    # and this file's name would shadow the thrift package.
-    _here = Path(__file__).resolve().parent
-    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _here]
-    sys.path.insert(0, str(ROOT))
-
 import argparse
 import contextlib
 import json
@@ -59,11 +48,15 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: The project's target: instrumented throughput at least this share of bare.
 TARGET_RATIO = 0.85
@@ -207,9 +200,7 @@ class Server:
                 return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(
-                    f"the {kind} server did not start:\n{self.log_path.read_text()}"
-                )
+                raise RuntimeError(f"the {kind} server did not start:\n{self.log_path.read_text()}")
             time.sleep(0.05)
 
     def stop(self) -> None:
@@ -358,7 +349,7 @@ def run_load(port: int, seconds: float, directory: Path) -> Result:
         [
             sys.executable,
             "-m",
-            "benchmarks.thrift",
+            "benchmarks.thrift_server",
             "--load",
             str(port),
             "--seconds",
@@ -393,8 +384,43 @@ def _processor_calls(processor: Any, frame: bytes, count: int) -> float:
     return (time.perf_counter() - started) / count
 
 
+def _layers(bench_app: Any, app_config: dict[str, str]) -> dict[str, Any]:
+    """The processor with the instrumentation added one piece at a time."""
+    import logging
+
+    from baseplate import metrics_client_from_config, tracing_client_from_config
+    from baseplate.core import Baseplate
+    from baseplate.integration.thrift import BaseplateProcessorEventHandler
+
+    bench = sys.modules[f"{PACKAGE}.Bench"]
+
+    def instrumented(*pieces: str) -> Any:
+        baseplate = Baseplate()
+        if "metrics" in pieces:
+            baseplate.configure_metrics(metrics_client_from_config(app_config))
+        if "logging" in pieces:
+            baseplate.configure_logging()
+        if "tracing" in pieces:
+            baseplate.configure_tracing(tracing_client_from_config(app_config))
+        processor = bench.ContextProcessor(bench_app.Handler())
+        processor.setEventHandler(
+            BaseplateProcessorEventHandler(logging.getLogger("bench_app"), baseplate)
+        )
+        return processor
+
+    return {
+        "bare Processor": bench_app.make_bare_processor({}),
+        "ContextProcessor, no event handler": bench.ContextProcessor(bench_app.Handler()),
+        "+ event handler (server span), no observers": instrumented(),
+        "+ metrics observer": instrumented("metrics"),
+        "+ logging observer": instrumented("metrics", "logging"),
+        "+ tracing observer (exporter none)": instrumented("metrics", "logging", "tracing"),
+        "+ edge context factory (the benchmark's app)": bench_app.make_processor(app_config),
+    }
+
+
 def profile(directory: Path, sink_port: int, calls: int) -> None:
-    """Per-call cost of each processor in this process, and a profile of the instrumented one."""
+    """Per-call cost of the processors in this process, layer by layer, and a profile."""
     import cProfile
     import io
     import pstats
@@ -410,34 +436,35 @@ def profile(directory: Path, sink_port: int, calls: int) -> None:
         "tracing.exporter": "none",
         "secrets.path": str(directory / "secrets.json"),
     }
-    processors = {
-        "bare": bench_app.make_bare_processor({}),
-        "instrumented": bench_app.make_processor(app_config),
-    }
-    costs: dict[str, list[float]] = {kind: [] for kind in KINDS}
-    for kind in KINDS:
-        _processor_calls(processors[kind], frame, calls // 5)  # warm up
+    processors = _layers(bench_app, app_config)
+    costs: dict[str, list[float]] = {name: [] for name in processors}
+    for processor in processors.values():
+        _processor_calls(processor, frame, calls // 5)  # warm up
     for _ in range(5):
-        for kind in KINDS:
-            costs[kind].append(_processor_calls(processors[kind], frame, calls))
-    bare = statistics.median(costs["bare"]) * 1e6
-    instrumented = statistics.median(costs["instrumented"]) * 1e6
-    print(
-        f"  in process, no sockets: bare {bare:.1f} us/call, instrumented "
-        f"{instrumented:.1f} us/call (+{instrumented - bare:.1f} us for the instrumentation)"
-    )
+        for name, processor in processors.items():
+            costs[name].append(_processor_calls(processor, frame, calls))
+    print("  where the time goes: one echo() call in this process, no sockets (median us/call)")
+    previous = None
+    for name in processors:
+        cost = statistics.median(costs[name]) * 1e6
+        step = "" if previous is None else f"  ({cost - previous:+5.1f})"
+        print(f"    {name:<46} {cost:6.1f}{step}")
+        previous = cost
+
     profiler = cProfile.Profile()
+    instrumented = processors["+ edge context factory (the benchmark's app)"]
     profiler.enable()
-    _processor_calls(processors["instrumented"], frame, calls)
+    _processor_calls(instrumented, frame, calls)
     profiler.disable()
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(15)
-    print("  instrumented processor, top functions by own time:")
+    stats = pstats.Stats(profiler, stream=out).sort_stats("cumulative")
+    stats.print_stats(r"baseplate/(core|integration|diagnostics|metrics)|bridge/", 14)
+    print("  instrumented processor under cProfile, Baseplate's functions by cumulative time:")
     lines = out.getvalue().splitlines()
     start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
     for line in lines[start:]:
         if line.strip():
-            print("    " + line.replace(str(ROOT) + "/", "").replace(sys.prefix, "<venv>"))
+            print("    " + line.replace(str(ROOT) + "/", ""))
 
 
 # -- the benchmark ---------------------------------------------------------------------------
