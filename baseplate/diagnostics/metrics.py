@@ -38,17 +38,6 @@ class MetricsBaseplateObserver(BaseplateObserver):
         server_span.register(MetricsServerSpanObserver(batch, server_span))
 
 
-class _OutcomeCounters:
-    """The names of a span's ``.success`` and ``.failure`` counters, made once."""
-
-    def __init__(self, base_name: str) -> None:
-        self.success = base_name + ".success"
-        self.failure = base_name + ".failure"
-
-    def name_for(self, exc_info: ExcInfo | None) -> str:
-        return self.failure if exc_info is not None and exc_info[0] is not None else self.success
-
-
 class _TimedSpanObserver(SpanObserver):
     """Times a span into the request's batch."""
 
@@ -63,25 +52,33 @@ class _TimedSpanObserver(SpanObserver):
         self.timer.stop()
 
 
-class MetricsServerSpanObserver(_TimedSpanObserver, ServerSpanObserver):
+class _CountedSpanObserver(_TimedSpanObserver):
+    """Times a span and counts ``<name>.success`` or ``<name>.failure``."""
+
+    def __init__(self, batch: Batch, base_name: str) -> None:
+        super().__init__(batch, base_name)
+        self.base_name = base_name
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        self.timer.stop()
+        failed = exc_info is not None and exc_info[0] is not None
+        self.batch.counter(self.base_name + (".failure" if failed else ".success")).increment()
+
+
+class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
     """Times the request and counts its outcome; flushes the batch at the end."""
 
     def __init__(self, batch: Batch, server_span: ServerSpan) -> None:
-        base_name = "server." + server_span.name
-        self.outcome = _OutcomeCounters(base_name)
-        super().__init__(batch, base_name)
+        super().__init__(batch, "server." + server_span.name)
 
     def on_child_span_created(self, span: Span) -> None:
-        observer: SpanObserver
         if span.component_name is not None:
-            observer = MetricsLocalSpanObserver(self.batch, span)
+            span.register(MetricsLocalSpanObserver(self.batch, span))
         else:
-            observer = MetricsClientSpanObserver(self.batch, span)
-        span.register(observer)
+            span.register(MetricsClientSpanObserver(self.batch, span))
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         super().on_finish(exc_info)
-        self.batch.counter(self.outcome.name_for(exc_info)).increment()
         self.batch.flush()
 
 
@@ -92,18 +89,12 @@ class MetricsLocalSpanObserver(_TimedSpanObserver):
         super().__init__(batch, f"{span.component_name}.{span.name}")
 
 
-class MetricsClientSpanObserver(_TimedSpanObserver):
+class MetricsClientSpanObserver(_CountedSpanObserver):
     """Times a call to another service and counts its outcome and errors."""
 
     def __init__(self, batch: Batch, span: Span) -> None:
-        base_name = "clients." + span.name
-        self.outcome = _OutcomeCounters(base_name)
-        super().__init__(batch, base_name)
+        super().__init__(batch, "clients." + span.name)
 
     def on_log(self, name: str, payload: Any) -> None:
         if name == "error.object":
             self.batch.counter(f"errors.{type(payload).__name__}").increment()
-
-    def on_finish(self, exc_info: ExcInfo | None) -> None:
-        super().on_finish(exc_info)
-        self.batch.counter(self.outcome.name_for(exc_info)).increment()
