@@ -1,12 +1,15 @@
 """Reports spans created through the OpenTelemetry API to their owners.
 
 An *owner* is any object that wants to hear about the spans started under a
-span of its own: Baseplate's span facade registers each of its spans as the
-owner of the OpenTelemetry span underneath. When another library (an
-OpenTelemetry instrumentation, say) starts a span whose parent has an owner,
-:class:`OwnerNotifyingSpanProcessor` asks that owner to adopt it, and tells the
-adopted span's owner when it ends. The bridge knows nothing about the owners
-beyond :class:`SpanOwner`.
+span of its own. An owner is named in the context that makes its span
+current, under :data:`OWNER_KEY` as the pair ``(span, owner)``: Baseplate's
+span facade does that for each of its spans, at no cost beyond the context it
+builds anyway. When another library (an OpenTelemetry instrumentation, say)
+starts a span whose parent has an owner, :class:`OwnerNotifyingSpanProcessor`
+asks that owner to adopt it, and tells the adopted span's owner when it ends
+(adopted spans are tracked by id until then, since their libraries make them
+current themselves). The bridge knows nothing about the owners beyond
+:class:`SpanOwner`.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ import logging
 from typing import Protocol
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, create_key, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext
 
 from bridge import creation
 
 logger = logging.getLogger(__name__)
+
+#: The context key under which ``(span, owner)`` names the owner of the span
+#: that the context makes current.
+OWNER_KEY = create_key("bridge-span-owner")
 
 _owners: dict[tuple[int, int], SpanOwner] = {}
 
@@ -44,18 +51,19 @@ def _key(span_context: SpanContext) -> tuple[int, int]:
     return (span_context.trace_id, span_context.span_id)
 
 
-def register_owner(span_context: SpanContext, owner: SpanOwner) -> None:
-    """Make ``owner`` hear about the spans started under ``span_context``'s span.
-
-    The registration ends when the span ends: the owner's
-    :meth:`~SpanOwner.adopted_span_ended` is then called, as for an adopted span.
-    """
-    _owners[_key(span_context)] = owner
-
-
 def live_owner_count() -> int:
-    """How many spans have an owner right now (for leak checks)."""
+    """How many adopted spans are still open (for leak checks)."""
     return len(_owners)
+
+
+def _owner_of(parent_context: Context | None) -> SpanOwner | None:
+    context = get_current() if parent_context is None else parent_context
+    parent = trace.get_current_span(context)
+    entry = context.get(OWNER_KEY)
+    if isinstance(entry, tuple) and entry[0] is parent:
+        owner: SpanOwner = entry[1]
+        return owner
+    return _owners.get(_key(parent.get_span_context()))
 
 
 class OwnerNotifyingSpanProcessor(SpanProcessor):
@@ -70,8 +78,7 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
         request = creation.pending()
         if request is not None and request.owned:
             return
-        parent = trace.get_current_span(parent_context).get_span_context()
-        owner = _owners.get(_key(parent))
+        owner = _owner_of(parent_context)
         if owner is None:
             return
         try:

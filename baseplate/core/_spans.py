@@ -32,8 +32,10 @@ from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
-#: The facade span that is current in an OpenTelemetry context.
-_FACADE_SPAN_KEY = otel_context.create_key("baseplate-span")
+#: ``(otel span, facade span)`` for the facade span current in a context: the
+#: bridge's processor finds the owner of native child spans there, and
+#: finishing walks back past finished facade spans with it.
+_OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = _SPAN_KEY
 _SUPPRESSION_KEYS = (
     otel_context._SUPPRESS_INSTRUMENTATION_KEY,
@@ -165,7 +167,7 @@ class Span:
         # One copy of the previous context with every key this span sets.
         values = dict(self._previous_context or {})
         values[_OTEL_SPAN_KEY] = otel_span
-        values[_FACADE_SPAN_KEY] = self
+        values[_OWNER_KEY] = (otel_span, self)
         if self._suppresses_instrumentation:
             for key in _SUPPRESSION_KEYS:
                 values[key] = True
@@ -195,7 +197,6 @@ class Span:
             self.id = span_context.span_id
         self._otel_span = otel_span
         self._previous_context = previous
-        processor.register_owner(span_context, self)
         otel_context.attach(self._current_context(otel_span))
         self._notify("on_start")
 
@@ -423,10 +424,13 @@ def _live_context(context: otel_context.Context) -> otel_context.Context:
     cannot be used across contexts.
     """
     while True:
-        span = context.get(_FACADE_SPAN_KEY)
+        entry = context.get(_OWNER_KEY)
+        if not isinstance(entry, tuple):
+            return context
+        otel_span, span = entry
         if not isinstance(span, Span) or not span._finished:
             return context
-        if context.get(_OTEL_SPAN_KEY) is not span._otel_span:
+        if context.get(_OTEL_SPAN_KEY) is not otel_span:
             return context
         context = span._previous_context or otel_context.Context()
 
