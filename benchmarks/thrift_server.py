@@ -52,15 +52,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._throughput import KINDS, Result, report
+
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The project's target: instrumented throughput at least this share of bare.
-TARGET_RATIO = 0.85
-KINDS = ("bare", "instrumented")
 CONNECTIONS = 16
 FRAMES = 1_000
 SAMPLED_SHARE = 0.1
@@ -267,14 +265,6 @@ def _check_reply(bench: Any, frame: bytes) -> None:
     answer = bench.Client(protocol).recv_echo()
     if answer != "hello":
         raise AssertionError(f"echo answered {answer!r}")
-
-
-@dataclass(frozen=True)
-class Result:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
 
 
 def generate_load(port: int, seconds: float, connections: int, directory: Path) -> Result:
@@ -499,23 +489,7 @@ def main(quick: bool = False, profile_always: bool = False) -> None:
             for server in servers.values():
                 server.stop()
 
-        medians = {}
-        for kind in KINDS:
-            rate = statistics.median(result.requests_per_second for result in results[kind])
-            p50 = statistics.median(result.p50_ms for result in results[kind])
-            p99 = statistics.median(result.p99_ms for result in results[kind])
-            errors = sum(result.errors for result in results[kind])
-            medians[kind] = rate
-            print(
-                f"  {kind:<13} {rate:9.0f} req/s   p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
-                + (f"   ({errors} errors)" if errors else "")
-            )
-        ratio = medians["instrumented"] / medians["bare"]
-        met = ratio >= TARGET_RATIO
-        print(
-            f"  instrumented/bare throughput: {ratio:.1%} "
-            f"(target >= {TARGET_RATIO:.0%}: {'met' if met else 'NOT met'})"
-        )
+        met = report(results)
         if profile_always or not met:
             profile(directory, sink_port, 2_000 if quick else 10_000)
 

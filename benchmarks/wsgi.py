@@ -27,18 +27,15 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks._throughput import KINDS, Result, report
+
 ROOT = Path(__file__).resolve().parent.parent
-#: The project's target: instrumented throughput at least this share of bare.
-TARGET_RATIO = 0.85
 PATH = "/hello"
-KINDS = ("bare", "instrumented")
 
 
 # -- the servers (in subprocesses) ---------------------------------------------------
@@ -114,7 +111,7 @@ class Server:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind],
+            [sys.executable, "-m", "benchmarks.wsgi", "--serve", kind],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -137,14 +134,6 @@ class Server:
 
 
 # -- wrk ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Result:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
 
 
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
@@ -212,20 +201,7 @@ def main(quick: bool = False) -> None:
         for server in servers.values():
             server.stop()
 
-    medians = {}
-    for kind in KINDS:
-        rate = statistics.median(result.requests_per_second for result in results[kind])
-        p50 = statistics.median(result.p50_ms for result in results[kind])
-        p99 = statistics.median(result.p99_ms for result in results[kind])
-        errors = sum(result.errors for result in results[kind])
-        medians[kind] = rate
-        print(
-            f"  {kind:<13} {rate:9.0f} req/s   p50 {p50:7.3f} ms   p99 {p99:7.3f} ms"
-            + (f"   ({errors} errors)" if errors else "")
-        )
-    ratio = medians["instrumented"] / medians["bare"]
-    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
-    print(f"  instrumented/bare throughput: {ratio:.1%} (target >= {TARGET_RATIO:.0%}: {verdict})")
+    report(results)
 
 
 if __name__ == "__main__":

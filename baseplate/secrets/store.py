@@ -31,17 +31,6 @@ from baseplate.file_watcher import FileWatcher, WatchedFileNotAvailableError
 if TYPE_CHECKING:
     from baseplate.core import ServerSpan
 
-__all__ = [
-    "CorruptSecretError",
-    "CredentialSecret",
-    "SecretNotFoundError",
-    "SecretsError",
-    "SecretsNotAvailableError",
-    "SecretsStore",
-    "VersionedSecret",
-    "secrets_store_from_config",
-]
-
 DEFAULT_PATH: Final = "/var/local/secrets.json"
 """Where the secrets fetcher writes its file unless told otherwise."""
 
