@@ -91,7 +91,7 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         """Tell the ended span's owner, if it has one."""
-        if span.context is None:
+        if not _owners or span.context is None:
             return
         owner = _owners.pop(_key(span.context), None)
         if owner is None:

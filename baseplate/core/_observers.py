@@ -47,6 +47,9 @@ class SpanObserver:
     they need.
     """
 
+    # Subclasses without __slots__ of their own still get a __dict__.
+    __slots__ = ()
+
     def on_start(self) -> None:
         """Called when the observed span is started."""
 
@@ -72,3 +75,5 @@ class SpanObserver:
 
 class ServerSpanObserver(SpanObserver):
     """Interface for an observer that watches the server span."""
+
+    __slots__ = ()

@@ -37,10 +37,10 @@ logger = logging.getLogger(__name__)
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = _SPAN_KEY
-_SUPPRESSION_KEYS = (
-    otel_context._SUPPRESS_INSTRUMENTATION_KEY,
-    otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-)
+_SUPPRESSED = {
+    otel_context._SUPPRESS_INSTRUMENTATION_KEY: True,
+    otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY: True,
+}
 _DEBUG_FLAG = 1
 _ID_MASK = 2**64 - 1
 
@@ -114,8 +114,6 @@ class Span:
         self.observers.append(observer)
 
     def _notify(self, event: str, *args: Any) -> None:
-        if not self.observers:
-            return
         for observer in self.observers:
             try:
                 getattr(observer, event)(*args)
@@ -127,7 +125,7 @@ class Span:
     def _parent_context(self, base: otel_context.Context) -> otel_context.Context:
         parent = self._parent
         if parent is not None and parent._otel_span is not None:
-            if otel_context.get_value(_OTEL_SPAN_KEY, base) is parent._otel_span:
+            if base.get(_OTEL_SPAN_KEY) is parent._otel_span:
                 return base
             return trace.set_span_in_context(parent._otel_span, base)
         if not self.parent_id:
@@ -163,16 +161,6 @@ class Span:
             attributes[DEBUG_ATTRIBUTE] = True
         return attributes or None
 
-    def _current_context(self, otel_span: trace.Span) -> otel_context.Context:
-        # One copy of the previous context with every key this span sets.
-        values = dict(self._previous_context or {})
-        values[_OTEL_SPAN_KEY] = otel_span
-        values[_OWNER_KEY] = (otel_span, self)
-        if self._suppresses_instrumentation:
-            for key in _SUPPRESSION_KEYS:
-                values[key] = True
-        return otel_context.Context(values)
-
     def start(self) -> None:
         """Record the start of the span.
 
@@ -180,14 +168,30 @@ class Span:
         indicates that timers etc. should start ticking. The span becomes the
         current OpenTelemetry span until it finishes.
         """
-        previous = _live_context(otel_context.get_current())
+        previous = otel_context.get_current()
+        entry = previous.get(_OWNER_KEY)
+        if type(entry) is tuple and getattr(entry[1], "_finished", False):
+            previous = _live_context(previous)
+        parent = self._parent
+        if parent is not None and parent._otel_span is not None and not self.flags:
+            # The common case, a child following its parent's sampling, inline.
+            parent_span = parent._otel_span
+            if previous.get(_OTEL_SPAN_KEY) is parent_span:
+                parent_context = previous
+            else:
+                parent_context = trace.set_span_in_context(parent_span, previous)
+            request = creation.SpanRequest(self.trace_id, self.id)
+            attributes = (
+                None
+                if self.component_name is None
+                else {LOCAL_COMPONENT_ATTRIBUTE: self.component_name}
+            )
+        else:
+            parent_context = self._parent_context(previous)
+            request = self._span_request()
+            attributes = self._start_attributes()
         otel_span = creation.start_span(
-            provider.get_tracer(),
-            self.name,
-            self._parent_context(previous),
-            self._kind,
-            self._span_request(),
-            self._start_attributes(),
+            provider.get_tracer(), self.name, parent_context, self._kind, request, attributes
         )
         span_context = otel_span.get_span_context()
         if span_context.span_id != self.id:
@@ -197,8 +201,18 @@ class Span:
             self.id = span_context.span_id
         self._otel_span = otel_span
         self._previous_context = previous
-        otel_context.attach(self._current_context(otel_span))
-        self._notify("on_start")
+        # One copy of the previous context with every key this span sets.
+        values = dict(previous)
+        values[_OTEL_SPAN_KEY] = otel_span
+        values[_OWNER_KEY] = (otel_span, self)
+        if self._suppresses_instrumentation:
+            values.update(_SUPPRESSED)
+        otel_context.attach(otel_context.Context(values))
+        for observer in self.observers:
+            try:
+                observer.on_start()
+            except Exception:
+                _report_observer_failure(observer, "on_start")
 
     def set_tag(self, key: str, value: Any) -> None:
         """Set a tag on the span.
@@ -209,8 +223,14 @@ class Span:
         numbers are recorded as their ``str()``.
         """
         if self._otel_span is not None:
-            self._otel_span.set_attribute(key, _attribute_value(value))
-        self._notify("on_set_tag", key, value)
+            self._otel_span.set_attribute(
+                key, value if type(value) in _PRIMITIVE_TYPES else str(value)
+            )
+        for observer in self.observers:
+            try:
+                observer.on_set_tag(key, value)
+            except Exception:
+                _report_observer_failure(observer, "on_set_tag")
 
     def log(self, name: str, payload: Any = None) -> None:
         """Add a log entry to the span.
@@ -221,7 +241,11 @@ class Span:
         if self._otel_span is not None:
             attributes = None if payload is None else {"payload": _attribute_value(payload)}
             self._otel_span.add_event(name, attributes)
-        self._notify("on_log", name, payload)
+        for observer in self.observers:
+            try:
+                observer.on_log(name, payload)
+            except Exception:
+                _report_observer_failure(observer, "on_log")
 
     def finish(self, exc_info: ExcInfo | None = None) -> None:
         """Record the end of the span.
@@ -235,7 +259,11 @@ class Span:
         if self._finished:
             return
         self._finished = True
-        self._notify("on_finish", exc_info)
+        for observer in self.observers:
+            try:
+                observer.on_finish(exc_info)
+            except Exception:
+                _report_observer_failure(observer, "on_finish")
         otel_span = self._otel_span
         if otel_span is None:
             return
@@ -244,7 +272,11 @@ class Span:
                 otel_span.record_exception(exc_info[1])
                 otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
             otel_span.end()
-            _restore_context()
+            # Make the nearest open span current again.
+            current = otel_context.get_current()
+            target = _live_context(current)
+            if target is not current:
+                otel_context.attach(target)
         except Exception:
             logger.exception("could not end span %r", self.name)
 
@@ -282,7 +314,11 @@ class Span:
                 self.trace_id, self.id, random_id(), self.sampled, self.flags, name, self.context
             )
         child._parent = self
-        self._notify("on_child_span_created", child)
+        for observer in self.observers:
+            try:
+                observer.on_child_span_created(child)
+            except Exception:
+                _report_observer_failure(observer, "on_child_span_created")
         return child
 
     def __enter__(self) -> Span:
@@ -425,19 +461,9 @@ def _live_context(context: otel_context.Context) -> otel_context.Context:
     """
     while True:
         entry = context.get(_OWNER_KEY)
-        if not isinstance(entry, tuple):
+        if type(entry) is not tuple:
             return context
         otel_span, span = entry
-        if not isinstance(span, Span) or not span._finished:
-            return context
-        if context.get(_OTEL_SPAN_KEY) is not otel_span:
+        if not getattr(span, "_finished", False) or context.get(_OTEL_SPAN_KEY) is not otel_span:
             return context
         context = span._previous_context or otel_context.Context()
-
-
-def _restore_context() -> None:
-    """Make the nearest open span current again, after a facade span finished."""
-    current = otel_context.get_current()
-    target = _live_context(current)
-    if target is not current:
-        otel_context.attach(target)

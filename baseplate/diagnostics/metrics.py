@@ -41,6 +41,8 @@ class MetricsBaseplateObserver(BaseplateObserver):
 class _TimedSpanObserver(SpanObserver):
     """Times a span into the request's batch."""
 
+    __slots__ = ("batch", "timer")
+
     def __init__(self, batch: Batch, timer_name: str) -> None:
         self.batch = batch
         self.timer = batch.timer(timer_name)
@@ -55,8 +57,12 @@ class _TimedSpanObserver(SpanObserver):
 class _CountedSpanObserver(_TimedSpanObserver):
     """Times a span and counts ``<name>.success`` or ``<name>.failure``."""
 
+    __slots__ = ("base_name",)
+
     def __init__(self, batch: Batch, base_name: str) -> None:
-        super().__init__(batch, base_name)
+        # Set directly rather than through super(): one of these is made per span.
+        self.batch = batch
+        self.timer = batch.timer(base_name)
         self.base_name = base_name
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
@@ -68,14 +74,16 @@ class _CountedSpanObserver(_TimedSpanObserver):
 class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
     """Times the request and counts its outcome; flushes the batch at the end."""
 
+    __slots__ = ()
+
     def __init__(self, batch: Batch, server_span: ServerSpan) -> None:
         super().__init__(batch, "server." + server_span.name)
 
     def on_child_span_created(self, span: Span) -> None:
-        if span.component_name is not None:
-            span.register(MetricsLocalSpanObserver(self.batch, span))
-        else:
+        if span.component_name is None:
             span.register(MetricsClientSpanObserver(self.batch, span))
+        else:
+            span.register(MetricsLocalSpanObserver(self.batch, span))
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         super().on_finish(exc_info)
@@ -85,12 +93,16 @@ class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
 class MetricsLocalSpanObserver(_TimedSpanObserver):
     """Times a local span as ``<component>.<name>``."""
 
+    __slots__ = ()
+
     def __init__(self, batch: Batch, span: Span) -> None:
         super().__init__(batch, f"{span.component_name}.{span.name}")
 
 
 class MetricsClientSpanObserver(_CountedSpanObserver):
     """Times a call to another service and counts its outcome and errors."""
+
+    __slots__ = ()
 
     def __init__(self, batch: Batch, span: Span) -> None:
         super().__init__(batch, "clients." + span.name)
