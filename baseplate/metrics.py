@@ -176,7 +176,8 @@ class Timer(_Metric):
     __slots__ = ("_start_time",)
 
     def __init__(self, transport: Transport, name: str) -> None:
-        super().__init__(transport, name)
+        self.transport = transport
+        self.name = name
         self._start_time: float | None = None
 
     def start(self) -> None:

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind
-from opentelemetry.trace.span import TraceState
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.util.types import Attributes
 
 from bridge import creation
@@ -70,7 +70,7 @@ class BaseplateSampler(Sampler):
             # The low 64 bits are random for Baseplate and W3C ids alike.
             sampled = (trace_id % _ID_RANGE) < self._bound
         state = parent.trace_state if parent.is_valid else trace_state
-        if not attributes and not state:
+        if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.
             return _SAMPLED if sampled else _RECORDED
         return SamplingResult(

@@ -62,10 +62,6 @@ def _report_observer_failure(observer: object, event: str) -> None:
 _PRIMITIVE_TYPES = frozenset((str, bool, int, float))
 
 
-def _attribute_value(value: Any) -> AttributeValue:
-    return value if type(value) in _PRIMITIVE_TYPES else str(value)
-
-
 class Span:
     """A span represents a single RPC within a system.
 
@@ -181,7 +177,7 @@ class Span:
             else:
                 parent_context = trace.set_span_in_context(parent_span, previous)
             request = creation.SpanRequest(self.trace_id, self.id)
-            attributes = (
+            attributes: dict[str, AttributeValue] | None = (
                 None
                 if self.component_name is None
                 else {LOCAL_COMPONENT_ATTRIBUTE: self.component_name}
@@ -239,7 +235,11 @@ class Span:
         lifetime of a span; they become OpenTelemetry span events.
         """
         if self._otel_span is not None:
-            attributes = None if payload is None else {"payload": _attribute_value(payload)}
+            attributes = (
+                None
+                if payload is None
+                else {"payload": payload if type(payload) in _PRIMITIVE_TYPES else str(payload)}
+            )
             self._otel_span.add_event(name, attributes)
         for observer in self.observers:
             try:

@@ -10,6 +10,8 @@ from bridge.propagation import HTTP_HEADERS, HeaderNames, parse_trace_headers
 
 
 def _check_id(name: str, value: object) -> None:
+    if type(value) is int and 0 <= value <= MAX_ID:
+        return  # the common case, checked first
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
         raise ValueError(f"invalid {name}: {value!r} (must be an integer in [0, 2**64))")
 
