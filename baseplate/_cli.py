@@ -30,6 +30,9 @@ def serve() -> int:
     from gevent import monkey
 
     monkey.patch_all()
+    from bridge.native_locks import use_native_span_locks
+
+    use_native_span_locks()
     _add_cwd_to_path()
     from baseplate.server import main
 

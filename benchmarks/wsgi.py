@@ -84,6 +84,9 @@ def serve(kind: str) -> None:
     from gevent import monkey
 
     monkey.patch_all()
+    from bridge.native_locks import use_native_span_locks
+
+    use_native_span_locks()
     from gevent import pywsgi
 
     class NoDelayHandler(pywsgi.WSGIHandler):
