@@ -58,6 +58,13 @@ def make_app(app_config):
             log.info("hello from the app")
         elif path == "/whoami":
             body = f"{os.getpid()} {threading.current_thread().name}"
+        elif path == "/span-lock":
+            from gevent import monkey
+            from opentelemetry.sdk.trace import TracerProvider
+
+            span = TracerProvider().get_tracer("app").start_span("check")
+            native_lock = type(monkey.get_original("_thread", "allocate_lock")())
+            body = "native" if type(span._lock) is native_lock else type(span._lock).__name__
         start_response(status, [("Content-Type", "text/plain")])
         return [body.encode()]
 
@@ -106,6 +113,12 @@ def test_serves_http_on_a_kernel_picked_port(servers, app_dir):
     assert server.port() > 0
 
     assert http_get(address, "/") == (200, "Hello, world!")
+    assert server.stop() == 0
+
+
+def test_opentelemetry_spans_keep_native_locks_under_gevent(servers, app_dir):
+    server = servers.start("app.ini", "--bind", "127.0.0.1:0", cwd=app_dir)
+    assert http_get(server.address(), "/span-lock") == (200, "native")
     assert server.stop() == 0
 
 
