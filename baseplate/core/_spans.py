@@ -62,6 +62,10 @@ def _report_observer_failure(observer: object, event: str) -> None:
 _PRIMITIVE_TYPES = frozenset((str, bool, int, float))
 
 
+def _attribute_value(value: Any) -> AttributeValue:
+    return value if type(value) in _PRIMITIVE_TYPES else str(value)
+
+
 class Span:
     """A span represents a single RPC within a system.
 
@@ -142,6 +146,9 @@ class Span:
         return self.sampled if self._parent is None else None
 
     def _span_request(self) -> creation.SpanRequest:
+        if self._parent is not None and not self.flags:
+            # A child follows its parent's sampling decision.
+            return creation.SpanRequest(self.trace_id, self.id)
         return creation.SpanRequest(
             trace_id=self.trace_id,
             span_id=self.id,
@@ -150,6 +157,8 @@ class Span:
         )
 
     def _start_attributes(self) -> dict[str, AttributeValue] | None:
+        if self.component_name is None and not self.flags:
+            return None
         attributes: dict[str, AttributeValue] = {}
         if self.component_name is not None:
             attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
@@ -164,30 +173,14 @@ class Span:
         indicates that timers etc. should start ticking. The span becomes the
         current OpenTelemetry span until it finishes.
         """
-        previous = otel_context.get_current()
-        entry = previous.get(_OWNER_KEY)
-        if type(entry) is tuple and getattr(entry[1], "_finished", False):
-            previous = _live_context(previous)
-        parent = self._parent
-        if parent is not None and parent._otel_span is not None and not self.flags:
-            # The common case, a child following its parent's sampling, inline.
-            parent_span = parent._otel_span
-            if previous.get(_OTEL_SPAN_KEY) is parent_span:
-                parent_context = previous
-            else:
-                parent_context = trace.set_span_in_context(parent_span, previous)
-            request = creation.SpanRequest(self.trace_id, self.id)
-            attributes: dict[str, AttributeValue] | None = (
-                None
-                if self.component_name is None
-                else {LOCAL_COMPONENT_ATTRIBUTE: self.component_name}
-            )
-        else:
-            parent_context = self._parent_context(previous)
-            request = self._span_request()
-            attributes = self._start_attributes()
+        previous = _live_context(otel_context.get_current())
         otel_span = creation.start_span(
-            provider.get_tracer(), self.name, parent_context, self._kind, request, attributes
+            provider.get_tracer(),
+            self.name,
+            self._parent_context(previous),
+            self._kind,
+            self._span_request(),
+            self._start_attributes(),
         )
         span_context = otel_span.get_span_context()
         if span_context.span_id != self.id:
@@ -219,9 +212,7 @@ class Span:
         numbers are recorded as their ``str()``.
         """
         if self._otel_span is not None:
-            self._otel_span.set_attribute(
-                key, value if type(value) in _PRIMITIVE_TYPES else str(value)
-            )
+            self._otel_span.set_attribute(key, _attribute_value(value))
         for observer in self.observers:
             try:
                 observer.on_set_tag(key, value)
@@ -235,11 +226,7 @@ class Span:
         lifetime of a span; they become OpenTelemetry span events.
         """
         if self._otel_span is not None:
-            attributes = (
-                None
-                if payload is None
-                else {"payload": payload if type(payload) in _PRIMITIVE_TYPES else str(payload)}
-            )
+            attributes = None if payload is None else {"payload": _attribute_value(payload)}
             self._otel_span.add_event(name, attributes)
         for observer in self.observers:
             try:
