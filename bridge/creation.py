@@ -11,7 +11,7 @@ span is being created.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 
 from opentelemetry import trace
@@ -62,9 +62,10 @@ OWNED = SpanRequest()
 _pending: ContextVar[SpanRequest | None] = ContextVar("bridge_span_request", default=None)
 
 
-def pending() -> SpanRequest | None:
-    """The request for the span being created right now, if any."""
-    return _pending.get()
+#: ``pending()``: the request for the span being created right now, if any.
+#: The context variable's own method, with no Python frame around it: the
+#: sampler, the id generator and the span processor each ask for every span.
+pending: Callable[[], SpanRequest | None] = _pending.get
 
 
 def start_span(

@@ -26,7 +26,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 
 from baseplate.core._observers import ExcInfo, SpanObserver
-from bridge import creation, processor, provider
+from bridge import creation, current, processor, provider
 from bridge.ids import random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE
 
@@ -173,7 +173,7 @@ class Span:
         indicates that timers etc. should start ticking. The span becomes the
         current OpenTelemetry span until it finishes.
         """
-        previous = _live_context(otel_context.get_current())
+        previous = _live_context(current.get_current())
         otel_span = creation.start_span(
             provider.get_tracer(),
             self.name,
@@ -196,7 +196,7 @@ class Span:
         values[_OWNER_KEY] = (otel_span, self)
         if self._suppresses_instrumentation:
             values.update(_SUPPRESSED)
-        otel_context.attach(otel_context.Context(values))
+        current.attach(otel_context.Context(values))
         for observer in self.observers:
             try:
                 observer.on_start()
@@ -260,10 +260,10 @@ class Span:
                 otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
             otel_span.end()
             # Make the nearest open span current again.
-            current = otel_context.get_current()
-            target = _live_context(current)
-            if target is not current:
-                otel_context.attach(target)
+            now = current.get_current()
+            target = _live_context(now)
+            if target is not now:
+                current.attach(target)
         except Exception:
             logger.exception("could not end span %r", self.name)
 

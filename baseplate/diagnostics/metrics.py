@@ -35,11 +35,15 @@ class MetricsBaseplateObserver(BaseplateObserver):
         """Give the request its batch and observe its server span."""
         batch = self.client.batch()
         context.metrics = batch
-        server_span.register(MetricsServerSpanObserver(batch, server_span))
+        server_span.register(MetricsServerSpanObserver(batch, "server." + server_span.name))
+
+
+# The per-span observers below take the finished metric name from whoever
+# makes them, so that making one (once per span) is a single __init__ call.
 
 
 class _TimedSpanObserver(SpanObserver):
-    """Times a span into the request's batch."""
+    """Times a span into the request's batch as ``timer_name``."""
 
     __slots__ = ("batch", "timer")
 
@@ -55,7 +59,7 @@ class _TimedSpanObserver(SpanObserver):
 
 
 class _CountedSpanObserver(_TimedSpanObserver):
-    """Times a span and counts ``<name>.success`` or ``<name>.failure``."""
+    """Times a span as ``base_name`` and counts ``<base_name>.success`` or ``.failure``."""
 
     __slots__ = ("base_name",)
 
@@ -76,17 +80,16 @@ class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
 
     __slots__ = ()
 
-    def __init__(self, batch: Batch, server_span: ServerSpan) -> None:
-        super().__init__(batch, "server." + server_span.name)
-
     def on_child_span_created(self, span: Span) -> None:
         if span.component_name is None:
-            span.register(MetricsClientSpanObserver(self.batch, span))
+            span.register(MetricsClientSpanObserver(self.batch, "clients." + span.name))
         else:
-            span.register(MetricsLocalSpanObserver(self.batch, span))
+            span.register(
+                MetricsLocalSpanObserver(self.batch, f"{span.component_name}.{span.name}")
+            )
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
-        super().on_finish(exc_info)
+        _CountedSpanObserver.on_finish(self, exc_info)
         self.batch.flush()
 
 
@@ -95,17 +98,11 @@ class MetricsLocalSpanObserver(_TimedSpanObserver):
 
     __slots__ = ()
 
-    def __init__(self, batch: Batch, span: Span) -> None:
-        super().__init__(batch, f"{span.component_name}.{span.name}")
-
 
 class MetricsClientSpanObserver(_CountedSpanObserver):
     """Times a call to another service and counts its outcome and errors."""
 
     __slots__ = ()
-
-    def __init__(self, batch: Batch, span: Span) -> None:
-        super().__init__(batch, "clients." + span.name)
 
     def on_log(self, name: str, payload: Any) -> None:
         if name == "error.object":
