@@ -30,6 +30,12 @@ _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
 _service_name: str | None = None
 
+#: Whether the provider's id generator is the bridge's, which gives a span the
+#: (non-zero) ids named in its :class:`~bridge.creation.SpanRequest`. Set when
+#: the provider is installed; callers that name ids only need to read back the
+#: ids of spans they started when this is false.
+keeps_requested_ids = False
+
 
 def get_tracer_provider() -> TracerProvider:
     """The process's SDK tracer provider, set up on first use."""
@@ -86,7 +92,7 @@ def root_sampler() -> BaseplateSampler | None:
 
 
 def _install() -> TracerProvider:
-    global _provider  # noqa: PLW0603 - one per process, made lazily
+    global _provider, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
@@ -100,6 +106,7 @@ def _install() -> TracerProvider:
         )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
+    keeps_requested_ids = isinstance(provider.id_generator, BaseplateIdGenerator)
     _provider = provider
     return provider
 
@@ -120,9 +127,10 @@ def _warn_about_foreign_provider(provider: TracerProvider) -> None:
 
 def _reset_for_tests() -> None:
     """Forget the provider and let a new global one be installed (tests only)."""
-    global _provider, _tracer, _service_name  # noqa: PLW0603
+    global _provider, _tracer, _service_name, keeps_requested_ids  # noqa: PLW0603
     with _lock:
         _service_name = None
+        keeps_requested_ids = False
         if _provider is not None:
             _provider.shutdown()
         _provider = None

@@ -59,11 +59,9 @@ def _report_observer_failure(observer: object, event: str) -> None:
     logger.log(level, "observer %r failed in %s", observer, event, exc_info=True)
 
 
+#: Tag values and log payloads of these types become attributes as they are;
+#: any other value becomes its ``str()``.
 _PRIMITIVE_TYPES = frozenset((str, bool, int, float))
-
-
-def _attribute_value(value: Any) -> AttributeValue:
-    return value if type(value) in _PRIMITIVE_TYPES else str(value)
 
 
 class Span:
@@ -122,49 +120,45 @@ class Span:
 
     # -- OpenTelemetry side -------------------------------------------------
 
-    def _parent_context(self, base: otel_context.Context) -> otel_context.Context:
+    def _start_otel_span(self, previous: otel_context.Context) -> trace.Span:
+        """Start the OpenTelemetry span in the general case (see :meth:`start`)."""
         parent = self._parent
+        debug = self.flags is not None and self.flags & _DEBUG_FLAG
         if parent is not None and parent._otel_span is not None:
-            if base.get(_OTEL_SPAN_KEY) is parent._otel_span:
-                return base
-            return trace.set_span_in_context(parent._otel_span, base)
-        if not self.parent_id:
-            return trace.set_span_in_context(trace.INVALID_SPAN, base)
-        remote_parent = trace.SpanContext(
-            self.trace_id,
-            self.parent_id,
-            is_remote=True,
-            trace_flags=trace.TraceFlags(
-                trace.TraceFlags.SAMPLED if self._forced_sampling() else trace.TraceFlags.DEFAULT
-            ),
-        )
-        return trace.set_span_in_context(trace.NonRecordingSpan(remote_parent), base)
-
-    def _forced_sampling(self) -> bool | None:
-        if self.flags is not None and self.flags & _DEBUG_FLAG:
-            return True
-        return self.sampled if self._parent is None else None
-
-    def _span_request(self) -> creation.SpanRequest:
-        if self._parent is not None and not self.flags:
+            context = previous
+            if previous.get(_OTEL_SPAN_KEY) is not parent._otel_span:
+                context = trace.set_span_in_context(parent._otel_span, previous)
+        elif not self.parent_id:
+            context = trace.set_span_in_context(trace.INVALID_SPAN, previous)
+        else:
+            sampled = debug or (self.sampled if parent is None else None)
+            remote_parent = trace.SpanContext(
+                self.trace_id,
+                self.parent_id,
+                is_remote=True,
+                trace_flags=trace.TraceFlags(
+                    trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT
+                ),
+            )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(remote_parent), previous)
+        if parent is not None and not debug:
             # A child follows its parent's sampling decision.
-            return creation.SpanRequest(self.trace_id, self.id)
-        return creation.SpanRequest(
-            trace_id=self.trace_id,
-            span_id=self.id,
-            sampled=self._forced_sampling(),
-            decide_as_root=self._parent is None and self.sampled is None,
-        )
-
-    def _start_attributes(self) -> dict[str, AttributeValue] | None:
-        if self.component_name is None and not self.flags:
-            return None
+            request = creation.SpanRequest(self.trace_id, self.id)
+        else:
+            request = creation.SpanRequest(
+                trace_id=self.trace_id,
+                span_id=self.id,
+                sampled=True if debug else (self.sampled if parent is None else None),
+                decide_as_root=parent is None and self.sampled is None,
+            )
         attributes: dict[str, AttributeValue] = {}
         if self.component_name is not None:
             attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
-        if self.flags is not None and self.flags & _DEBUG_FLAG:
+        if debug:
             attributes[DEBUG_ATTRIBUTE] = True
-        return attributes or None
+        return creation.start_span(
+            provider.get_tracer(), self.name, context, self._kind, request, attributes or None
+        )
 
     def start(self) -> None:
         """Record the start of the span.
@@ -173,19 +167,34 @@ class Span:
         indicates that timers etc. should start ticking. The span becomes the
         current OpenTelemetry span until it finishes.
         """
-        previous = _live_context(current.get_current())
-        otel_span = creation.start_span(
-            provider.get_tracer(),
-            self.name,
-            self._parent_context(previous),
-            self._kind,
-            self._span_request(),
-            self._start_attributes(),
-        )
-        span_context = otel_span.get_span_context()
-        if span_context.span_id != self.id:
-            # The application's own provider chose the ids: follow them, so
-            # that what is propagated downstream matches the exported trace.
+        previous = current.get_current()
+        parent = self._parent
+        if (
+            parent is not None
+            and parent._otel_span is not None
+            and previous.get(_OTEL_SPAN_KEY) is parent._otel_span
+            and not parent._finished
+            and self.component_name is None
+            and not self.flags
+        ):
+            # Nearly every span: a plain child started while its open parent
+            # is current. The current context is the one to start it in, and
+            # the SDK takes the trace id and sampling decision from the parent.
+            otel_span = creation.start_span(
+                provider.get_tracer(),
+                self.name,
+                previous,
+                self._kind,
+                creation.SpanRequest(span_id=self.id),
+            )
+        else:
+            previous = _live_context(previous)
+            otel_span = self._start_otel_span(previous)
+        if not (provider.keeps_requested_ids and self.id and self.trace_id):
+            # The application's own provider chose the ids (or zero, which is
+            # invalid to OpenTelemetry, was replaced): follow them, so that
+            # what is propagated downstream matches the exported trace.
+            span_context = otel_span.get_span_context()
             self.trace_id = span_context.trace_id & _ID_MASK
             self.id = span_context.span_id
         self._otel_span = otel_span
@@ -212,7 +221,9 @@ class Span:
         numbers are recorded as their ``str()``.
         """
         if self._otel_span is not None:
-            self._otel_span.set_attribute(key, _attribute_value(value))
+            self._otel_span.set_attribute(
+                key, value if type(value) in _PRIMITIVE_TYPES else str(value)
+            )
         for observer in self.observers:
             try:
                 observer.on_set_tag(key, value)
@@ -226,7 +237,10 @@ class Span:
         lifetime of a span; they become OpenTelemetry span events.
         """
         if self._otel_span is not None:
-            attributes = None if payload is None else {"payload": _attribute_value(payload)}
+            attributes: dict[str, AttributeValue] | None = None
+            if payload is not None:
+                primitive = type(payload) in _PRIMITIVE_TYPES
+                attributes = {"payload": payload if primitive else str(payload)}
             self._otel_span.add_event(name, attributes)
         for observer in self.observers:
             try:
@@ -259,11 +273,15 @@ class Span:
                 otel_span.record_exception(exc_info[1])
                 otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
             otel_span.end()
-            # Make the nearest open span current again.
+            # Make the nearest open span current again: usually this span is
+            # current, and what was current before it is still open.
             now = current.get_current()
-            target = _live_context(now)
-            if target is not now:
-                current.attach(target)
+            if now.get(_OTEL_SPAN_KEY) is otel_span:
+                current.attach(_live_context(self._previous_context or otel_context.Context()))
+            else:
+                target = _live_context(now)
+                if target is not now:
+                    current.attach(target)
         except Exception:
             logger.exception("could not end span %r", self.name)
 

@@ -72,6 +72,25 @@ def test_parent_id_zero_makes_a_root_in_the_upstream_trace(baseplate, spans):
     assert otel_server.context.span_id == 2**63
 
 
+@pytest.mark.parametrize(("trace_id", "span_id"), [(0, 77), (88, 0)])
+def test_zero_upstream_ids_are_replaced_and_the_span_reports_the_new_ones(
+    baseplate, spans, trace_id, span_id
+):
+    # Zero is invalid to OpenTelemetry, so the span cannot keep it: what the
+    # facade span reports (and propagates) must be what was exported.
+    server, client = run_request(
+        baseplate, TraceInfo.from_upstream(trace_id, 0, span_id, True, None)
+    )
+    exported = by_name(spans)
+    assert server.id != 0
+    assert server.trace_id != 0
+    assert exported["handler"].context.span_id == server.id
+    assert exported["handler"].context.trace_id == server.trace_id
+    assert exported["client.call"].parent.span_id == server.id
+    assert client.parent_id == server.id
+    assert client.trace_id == server.trace_id
+
+
 def test_tags_and_logs_become_attributes_and_events(baseplate, spans):
     run_request(baseplate)
     otel_client = by_name(spans)["client.call"]
