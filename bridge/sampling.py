@@ -61,15 +61,16 @@ class BaseplateSampler(Sampler):
     ) -> SamplingResult:
         """Decide whether the new span is sampled; it is always recorded."""
         parent = trace.get_current_span(parent_context).get_span_context()
+        has_parent = parent.is_valid
         request = creation.pending()
         if request is not None and request.sampled is not None:
             sampled = request.sampled
-        elif parent.is_valid and not (request is not None and request.decide_as_root):
+        elif has_parent and not (request is not None and request.decide_as_root):
             sampled = parent.trace_flags.sampled
         else:
             # The low 64 bits are random for Baseplate and W3C ids alike.
             sampled = (trace_id % _ID_RANGE) < self._bound
-        state = parent.trace_state if parent.is_valid else trace_state
+        state = parent.trace_state if has_parent else trace_state
         if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.
             return _SAMPLED if sampled else _RECORDED

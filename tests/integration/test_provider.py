@@ -87,6 +87,7 @@ def test_application_provider_is_used_and_warned_about_once():
         report(
             same_provider=provider.get_tracer_provider() is app_provider,
             global_is_app=trace.get_tracer_provider() is app_provider,
+            keeps_requested_ids=provider.keeps_requested_ids,
             names=sorted({span.name for span in finished}),
             count=len(finished),
             adopted=("adopting", "on_child_span_created", "app.native") in recorder.events
@@ -101,6 +102,7 @@ def test_application_provider_is_used_and_warned_about_once():
     )
     assert reported["same_provider"] is True
     assert reported["global_is_app"] is True
+    assert reported["keeps_requested_ids"] is False
     assert reported["names"] == sorted(
         ["adopting", "app.native", "downstream.call", "work", *(f"req{i}" for i in range(25))]
     )
@@ -130,10 +132,14 @@ def test_no_warning_when_the_application_provider_is_baseplates_kind():
         from bridge import provider
 
         handle_request(Baseplate())
-        report(same_provider=provider.get_tracer_provider() is app_provider)
+        report(
+            same_provider=provider.get_tracer_provider() is app_provider,
+            keeps_requested_ids=provider.keeps_requested_ids,
+        )
         """
     )
     assert reported["same_provider"] is True
+    assert reported["keeps_requested_ids"] is True
     assert WARNING_TEXT not in reported["stderr"]
 
 
@@ -164,6 +170,7 @@ def test_bridge_installs_the_one_provider():
             baseplate_sampler=isinstance(first.sampler, BaseplateSampler),
             still_the_same=trace.get_tracer_provider() is first,
             provider_count=len(providers),
+            keeps_requested_ids=provider.keeps_requested_ids,
         )
         """
     )
@@ -174,6 +181,7 @@ def test_bridge_installs_the_one_provider():
     assert reported["baseplate_sampler"] is True
     assert reported["still_the_same"] is True
     assert reported["provider_count"] == 1
+    assert reported["keeps_requested_ids"] is True
     assert WARNING_TEXT not in reported["stderr"]
 
 
