@@ -39,17 +39,29 @@ def serve() -> int:
     return main()
 
 
-def _load_app_config(
-    prog: str, config_file: str, app_name: str
-) -> tuple[Any, dict[str, str]] | None:
-    """The parsed INI file and its ``[app:NAME]`` section, after logging is set up."""
+def _app_command(
+    prog: str, description: str, argv: Sequence[str] | None, *positionals: tuple[str, str]
+) -> tuple[argparse.Namespace, Any, dict[str, str]] | None:
+    """Parse ``config.ini [POSITIONALS...] [--app-name NAME]`` and load that app's section.
+
+    Returns the arguments, the parsed INI file and its ``[app:NAME]`` section,
+    with logging set up from the file; None once a problem with the file has
+    been reported.
+    """
     from baseplate.server._config import ConfigFileError, get_section, read_config
     from baseplate.server._logging import configure_logging
 
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("config_file", help="the INI file of the application")
+    for name, help_text in positionals:
+        parser.add_argument(name, help=help_text)
+    parser.add_argument("--app-name", default="main", help="the [app:NAME] section to use")
+    args = parser.parse_args(argv)
+    _add_cwd_to_path()
     try:
-        parser = read_config(config_file)
-        configure_logging(parser, config_file, debug=False, stream=sys.stderr)
-        return parser, get_section(parser, config_file, "app", app_name)
+        config = read_config(args.config_file)
+        configure_logging(config, args.config_file, debug=False, stream=sys.stderr)
+        return args, config, get_section(config, args.config_file, "app", args.app_name)
     except ConfigFileError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return None
@@ -81,19 +93,15 @@ def script(argv: Sequence[str] | None = None) -> int:
     from baseplate.server._config import factory_options
 
     prog = "baseplate-script"
-    parser = argparse.ArgumentParser(
-        prog=prog, description="Run a function with the application's configuration."
+    command = _app_command(
+        prog,
+        "Run a function with the application's configuration.",
+        argv,
+        ("entrypoint", "the function to run, as module:function"),
     )
-    parser.add_argument("config_file", help="the INI file of the application")
-    parser.add_argument("entrypoint", help="the function to run, as module:function")
-    parser.add_argument("--app-name", default="main", help="the [app:NAME] section to use")
-    args = parser.parse_args(argv)
-    _add_cwd_to_path()
-
-    loaded = _load_app_config(prog, args.config_file, args.app_name)
-    if loaded is None:
+    if command is None:
         return _FAILED
-    _, app_options = loaded
+    args, _, app_options = command
     function = _load_callable(prog, args.entrypoint, "", args.config_file, "the entry point")
     if function is None:
         return _FAILED
@@ -107,18 +115,10 @@ def tshell(argv: Sequence[str] | None = None) -> int:
     from baseplate.server._config import factory_options
 
     prog = "baseplate-tshell"
-    parser = argparse.ArgumentParser(
-        prog=prog, description="An interactive shell with the application and a context."
-    )
-    parser.add_argument("config_file", help="the INI file of the application")
-    parser.add_argument("--app-name", default="main", help="the [app:NAME] section to use")
-    args = parser.parse_args(argv)
-    _add_cwd_to_path()
-
-    loaded = _load_app_config(prog, args.config_file, args.app_name)
-    if loaded is None:
+    command = _app_command(prog, "An interactive shell with the application and a context.", argv)
+    if command is None:
         return _FAILED
-    config_parser, app_options = loaded
+    args, config_parser, app_options = command
     section = f"app:{args.app_name}"
 
     app = None
