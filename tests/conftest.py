@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from baseplate.testing import StatsdCapture, recorded_spans
+from tests.server import ServerGroup
 
 
 @pytest.fixture
@@ -63,3 +64,10 @@ def spans():
     """Finished, sampled spans, on a fresh tracer provider."""
     with recorded_spans() as exporter:
         yield exporter
+
+
+@pytest.fixture
+def servers() -> Iterator[ServerGroup]:
+    """Server processes started by a test; whatever is left of them is killed after it."""
+    with ServerGroup() as group:
+        yield group

@@ -223,12 +223,6 @@ def running(service) -> Iterator[tuple[ServerProcess, int]]:
         yield service.start(group, port), port
 
 
-@pytest.fixture
-def servers() -> Iterator[ServerGroup]:
-    with ServerGroup() as group:
-        yield group
-
-
 # -- metrics -----------------------------------------------------------------------
 
 

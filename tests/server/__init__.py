@@ -226,6 +226,14 @@ def wait_until(condition, timeout=START_TIMEOUT, interval=0.05):
         time.sleep(interval)
 
 
+def answers(address: str, path: str, expected: tuple[int, str]) -> bool:
+    """Whether ``GET path`` answers ``expected`` now; False while nothing listens."""
+    try:
+        return http_get(address, path, timeout=2) == expected
+    except OSError:
+        return False
+
+
 def one_line(text: str) -> str:
     """Assert ``text`` is exactly one non-empty line and return it."""
     lines = [line for line in text.splitlines() if line.strip()]

@@ -13,7 +13,7 @@ import socket
 
 import pytest
 
-from tests.server import ServerGroup, child_environ, http_get, write
+from tests.server import child_environ, http_get, write
 
 APP = """
 def make_app(app_config):
@@ -32,12 +32,6 @@ factory = einhornapp:make_app
 """
 
 ACK_TIMEOUT = 30.0
-
-
-@pytest.fixture
-def servers():
-    with ServerGroup() as group:
-        yield group
 
 
 @pytest.fixture

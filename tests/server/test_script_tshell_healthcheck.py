@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.server import ServerGroup, one_line, run_command, write
+from tests.server import one_line, run_command, write
 
 # -- baseplate-script: the reference's printer example, word for word --------
 
@@ -221,12 +221,6 @@ factory = baseplate.server.{kind}
 factory = {module}
 healthy = {healthy}
 """
-
-
-@pytest.fixture
-def servers():
-    with ServerGroup() as group:
-        yield group
 
 
 @pytest.fixture

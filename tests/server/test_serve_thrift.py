@@ -18,7 +18,7 @@ from thrift.Thrift import TApplicationException
 from thrift.transport import TSocket, TTransport
 from thrift.transport.THeaderTransport import THeaderClientType
 
-from tests.server import ServerGroup, generate_thrift_service, write
+from tests.server import generate_thrift_service, write
 
 CALL_TIMEOUT_MS = 10_000
 
@@ -52,12 +52,6 @@ def echo(service_dir):
         sys.path.remove(str(service_dir))
         for name in [name for name in sys.modules if name.startswith("echo_service")]:
             del sys.modules[name]
-
-
-@pytest.fixture
-def servers():
-    with ServerGroup() as group:
-        yield group
 
 
 @pytest.fixture

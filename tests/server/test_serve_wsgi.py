@@ -11,7 +11,7 @@ import pytest
 
 from tests.server import (
     STOP_TIMEOUT,
-    ServerGroup,
+    answers,
     http_connection,
     http_get,
     one_line,
@@ -90,12 +90,6 @@ stop_timeout = {stop_timeout}
 factory = wsgiapp:make_app
 message = Hello, world!
 """
-
-
-@pytest.fixture
-def servers():
-    with ServerGroup() as group:
-        yield group
 
 
 @pytest.fixture
@@ -310,14 +304,8 @@ def test_reload_restarts_on_a_source_change(servers, app_dir):
     source.write_text(source.read_text().replace('VERSION = "first"', 'VERSION = "second one"'))
     server.wait_for(r"wsgiapp\.py changed; restarting")
 
-    def new_version():
-        try:
-            return http_get(address, "/version", timeout=2) == (200, "second one")
-        except OSError:
-            return False
-
     # the listener is handed over, so the address is the same after the restart
-    wait_until(new_version, timeout=30)
+    wait_until(lambda: answers(address, "/version", (200, "second one")), timeout=30)
     assert server.stop() == 0
 
 
@@ -336,13 +324,7 @@ def test_reload_restarts_on_an_ini_change_and_after_a_broken_start(servers, app_
 
     ini.write_text(good.replace("Hello, world!", "Hello again"))
 
-    def new_message():
-        try:
-            return http_get(path, "/", timeout=2) == (200, "Hello again")
-        except OSError:
-            return False
-
-    wait_until(new_message, timeout=30)
+    wait_until(lambda: answers(path, "/", (200, "Hello again")), timeout=30)
     assert server.stop() == 0
 
 
