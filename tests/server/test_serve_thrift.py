@@ -99,6 +99,18 @@ def client(echo, address, dialect="header", timeout_ms=CALL_TIMEOUT_MS):
         transport.close()
 
 
+def start_slow_call(pool, echo, server, address, milliseconds):
+    """Start ``sleep_ms`` on a connection of its own; return once the server is in it."""
+
+    def call():
+        with client(echo, address) as echo_client:
+            return echo_client.sleep_ms(milliseconds)
+
+    future = pool.submit(call)
+    server.wait_for(f"sleeping {milliseconds} ms")
+    return future
+
+
 def raw_connection(address):
     host, _, port = address.rpartition(":")
     return socket.create_connection((host, int(port)), timeout=10)
@@ -224,13 +236,7 @@ def test_graceful_stop_finishes_calls_in_progress(echo, start):
     with client(echo, address) as idle_client:  # an idle connection must not delay the stop
         assert idle_client.echo("idle") == "idle"
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-
-            def slow_call():
-                with client(echo, address) as echo_client:
-                    return echo_client.sleep_ms(1500)
-
-            slow = pool.submit(slow_call)
-            server.wait_for("sleeping 1500 ms")
+            slow = start_slow_call(pool, echo, server, address, 1500)
             started = time.monotonic()
             server.send_signal(signal.SIGTERM)
             assert slow.result(timeout=15) == 1500
@@ -243,13 +249,7 @@ def test_stop_timeout_zero_stops_at_once(echo, start):
     server = start(extra="stop_timeout = 0")
     address = server.address()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-
-        def slow_call():
-            with client(echo, address) as echo_client:
-                return echo_client.sleep_ms(30_000)
-
-        slow = pool.submit(slow_call)
-        server.wait_for("sleeping 30000 ms")
+        slow = start_slow_call(pool, echo, server, address, 30_000)
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < 8
