@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind
 
 from bridge import provider
 from examples import example_service
+from tests.server import free_port
 
 INI_PATH = Path(__file__).resolve().parent.parent / "examples" / "example.ini"
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -181,12 +182,6 @@ def test_bad_configuration_fails_at_start_up():
 
 
 # -- for real: baseplate-serve examples/example.ini ------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float = 15.0) -> None:

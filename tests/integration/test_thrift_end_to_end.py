@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import subprocess
 import sys
 import types
@@ -38,7 +37,15 @@ from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, Spa
 from baseplate.testing import StatsdCapture
 from baseplate.thrift_pool import ThriftConnectionPool
 from tests import vectors
-from tests.server import LISTENING_RE, ServerGroup, ServerProcess, run_command, wait_until, write
+from tests.server import (
+    LISTENING_RE,
+    ServerGroup,
+    ServerProcess,
+    free_port,
+    run_command,
+    wait_until,
+    write,
+)
 
 PACKAGE = "downstream_e2e"
 
@@ -140,12 +147,6 @@ ID_MASK = 2**64 - 1
 
 def random_id() -> int:
     return random.randrange(1, 2**64)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the downstream service ------------------------------------------------------

@@ -214,6 +214,13 @@ def http_get(
         connection.close()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_until(condition, timeout=START_TIMEOUT, interval=0.05):
     """Poll ``condition`` until it returns something true; fail after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.server import one_line, run_command, write
+from tests.server import free_port, one_line, run_command, write
 
 # -- baseplate-script: the reference's printer example, word for word --------
 
@@ -262,12 +262,6 @@ def test_wsgi_unhealthy_service_prints_the_status(servers, health_dir):
     result = healthcheck(health_dir, "wsgi", server.address())
     assert result.returncode == 1
     assert one_line(result.stdout) == "GET /health answered 503 Service Unavailable"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize("protocol", ["wsgi", "thrift"])

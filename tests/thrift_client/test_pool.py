@@ -19,17 +19,12 @@ from thrift.transport.TTransport import TTransportException
 
 from baseplate.config import ConfigurationError, Endpoint, EndpointConfiguration
 from baseplate.thrift_pool import ThriftConnectionPool, thrift_pool_from_config
+from tests.server import free_port
 
 
 def call_echo(pool, generated, message="hi"):
     with pool.connection() as protocol:
         return generated.ExampleService.Client(protocol).echo(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- connections ------------------------------------------------------------------
