@@ -18,6 +18,9 @@ secret, and that it has not expired::
 Signatures are byte-for-byte those of the original Baseplate: URL-safe base64
 of a version byte, two padding bytes, a little-endian 32-bit expiration time
 and an HMAC-SHA256 of those seven bytes followed by the UTF-8 message.
+
+:class:`MessageSigner` is the original's deprecated, object-style front end
+for code that still holds a single unversioned key.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import hashlib
 import hmac
 import struct
 import time
-from typing import TYPE_CHECKING, Final, NamedTuple
+import warnings
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from baseplate.secrets import VersionedSecret
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ExpiredSignatureError",
     "IncorrectSignatureError",
+    "MessageSigner",
     "SignatureError",
     "SignatureInfo",
     "UnreadableSignatureError",
@@ -205,3 +210,61 @@ def validate_signature(
     if time.time() > expiration:
         raise ExpiredSignatureError(expiration)
     return SignatureInfo(version, expiration)
+
+
+class MessageSigner:
+    """Sign messages and validate their signatures with one unversioned key.
+
+    This is for backwards compatibility: it is :func:`make_signature` and
+    :func:`validate_signature` with ``secret_key`` standing for every version
+    of the secret, so its signatures are interchangeable with theirs. New
+    code should use those functions with a versioned secret fetched from the
+    secrets store, which lets the key be rotated without rejecting
+    signatures in flight.
+
+    :param secret_key: The key to sign and validate with.
+    :raises TypeError: if ``secret_key`` is not :class:`bytes`.
+
+    .. deprecated:: 0.31
+       Constructing one emits a :class:`DeprecationWarning`, as the original
+       did.
+    """
+
+    def __init__(self, secret_key: bytes) -> None:
+        if not isinstance(secret_key, bytes | bytearray):
+            raise TypeError(
+                f"secret_key must be bytes, not {type(secret_key).__name__} (encode it first)"
+            )
+        warnings.warn(
+            "MessageSigner is deprecated: use baseplate.crypto.make_signature and "
+            "validate_signature with a versioned secret from the secrets store",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from baseplate.secrets import VersionedSecret
+
+        #: The key, as a :class:`~baseplate.secrets.VersionedSecret` of one version.
+        self.secret = VersionedSecret.from_simple_secret(bytes(secret_key))
+
+    def make_signature(self, message: str, max_age: datetime.timedelta) -> bytes:
+        """Return a signature for ``message``; see :func:`make_signature`."""
+        return make_signature(self.secret, message, max_age)
+
+    def validate_signature(self, message: str, signature: str | bytes) -> SignatureInfo:
+        """Check the signature of ``message``; see :func:`validate_signature`.
+
+        :raises SignatureError: (one of its subclasses) if it is not valid.
+        """
+        return validate_signature(self.secret, message, signature)
+
+
+def __getattr__(name: str) -> Any:
+    # The original imported VersionedSecret here, so ``from baseplate.crypto
+    # import VersionedSecret`` worked. It is looked up on first use instead:
+    # importing the secrets store brings in the instrumentation framework,
+    # which this module does not otherwise need.
+    if name == "VersionedSecret":
+        from baseplate.secrets import VersionedSecret
+
+        return VersionedSecret
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -176,3 +176,79 @@ def test_any_message_round_trips(message, key, seconds):
     secret = VersionedSecret.from_simple_secret(key)
     signature = make_signature(secret, message, datetime.timedelta(seconds=seconds))
     assert validate_signature(secret, message, signature).version == 1
+
+
+# -- MessageSigner: the original's deprecated front end ------------------------------
+
+
+def signer(key: bytes = b"hunter2") -> crypto.MessageSigner:
+    with pytest.warns(DeprecationWarning):
+        return crypto.MessageSigner(key)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        case
+        for case in vectors.cases("crypto")
+        if case.values[0]["kind"] == "make"
+        and case.values[0]["secret"]["previous"] is None
+        and case.values[0]["secret"]["next"] is None
+    ],
+)
+def test_message_signer_makes_the_reference_signatures(case, clock):
+    clock.now = case["now"]
+    key = base64.b64decode(case["secret"]["current"])
+    max_age = datetime.timedelta(seconds=case["max_age_seconds"])
+    signature = signer(key).make_signature(case["message"], max_age)
+    assert signature == case["expected_signature"].encode("ascii")
+
+
+def test_message_signer_round_trips_and_matches_the_functions(clock):
+    message_signer = signer()
+    signature = message_signer.make_signature("Hello!", datetime.timedelta(seconds=30))
+    assert signature == make_signature(SECRET, "Hello!", datetime.timedelta(seconds=30))
+    info = message_signer.validate_signature("Hello!", signature)
+    assert info == SignatureInfo(version=1, expiration=1500000030)
+    assert validate_signature(SECRET, "Hello!", signature) == info
+    assert message_signer.secret == SECRET
+
+
+def test_message_signer_raises_the_signature_errors(clock):
+    message_signer = signer()
+    signature = message_signer.make_signature("m", datetime.timedelta(seconds=30))
+    with pytest.raises(UnreadableSignatureError):
+        message_signer.validate_signature("m", signature[2:])
+    with pytest.raises(IncorrectSignatureError):
+        message_signer.validate_signature("other", signature)
+    with pytest.raises(IncorrectSignatureError):
+        signer(b"another key").validate_signature("m", signature)
+    clock.now += 31
+    with pytest.raises(ExpiredSignatureError) as raised:
+        message_signer.validate_signature("m", signature)
+    assert raised.value.expiration == 1500000030
+
+
+def test_message_signer_warns_at_the_callers_line():
+    with pytest.warns(DeprecationWarning, match="make_signature") as record:
+        crypto.MessageSigner(b"key")
+    assert record[0].filename == __file__
+
+
+def test_message_signer_accepts_a_bytearray(clock):
+    signature = signer(bytearray(b"hunter2")).make_signature("m", ONE_DAY)
+    validate_signature(SECRET, "m", signature)
+
+
+def test_message_signer_refuses_a_text_key():
+    with pytest.raises(TypeError, match="secret_key must be bytes, not str"):
+        crypto.MessageSigner("hunter2")  # type: ignore[arg-type]
+
+
+def test_versioned_secret_is_importable_from_crypto_as_in_the_original():
+    from baseplate.crypto import VersionedSecret as FromCrypto
+
+    assert FromCrypto is VersionedSecret
+    assert crypto.VersionedSecret is VersionedSecret
+    with pytest.raises(AttributeError, match="no_such_name"):
+        crypto.no_such_name  # noqa: B018
