@@ -14,7 +14,9 @@ might be watched and parsed like this::
 The return value of :meth:`~FileWatcher.get_data` changes whenever the
 underlying file changes. Each call costs one :func:`os.stat`; the file is read
 and parsed again only when the result of that call differs from the version
-last parsed.
+last parsed. Once the file has been loaded, a later version that cannot be
+parsed, or the file's removal, does not take the data away: the watcher keeps
+returning what it last loaded successfully, and logs a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any, Final, Generic, TypeVar
+
+from baseplate.retry import RetryPolicy
 
 __all__ = ["FileWatcher", "WatchedFileNotAvailableError"]
 
@@ -37,6 +41,9 @@ RETRY_FAILED_SECONDS: Final = 1.0
 it is tried again even though it has not changed (a read can fail for passing
 reasons such as running out of file descriptors)."""
 
+# How often the constructor looks for the file while ``timeout`` lasts: at
+# first soon, then less often, but never so rarely that a file written during
+# a long wait is noticed late.
 _POLL_FIRST_SECONDS: Final = 0.01
 _POLL_MAX_SECONDS: Final = 0.25
 
@@ -62,7 +69,9 @@ class WatchedFileNotAvailableError(Exception):
     """Raised when the watched file could not be loaded.
 
     :param path: The path of the watched file.
-    :param inner: The error met while looking at, reading or parsing it.
+    :param inner: The error met while looking at, reading or parsing it; when
+        the constructor's ``timeout`` ran out, a description of the wait and
+        of the last error met (which is also the ``__cause__``).
     """
 
     def __init__(self, path: str, inner: BaseException | str) -> None:
@@ -81,17 +90,19 @@ class FileWatcher(Generic[_T]):
     :param parser: A callable that takes an open file object, parses or
         otherwise interprets the file, and returns whatever data is
         meaningful.
-    :param timeout: How many seconds the constructor waits, polling, for the
-        file to become loadable. With :py:data:`None` (the default) it does
-        not wait nor look at the file at all. If the time runs out, a warning
-        is logged and the watcher is returned anyway: :meth:`get_data` raises
-        :exc:`WatchedFileNotAvailableError` until the file can be loaded.
+    :param timeout: How many seconds the constructor waits for the file to
+        be loaded successfully, looking for it every few milliseconds at
+        first and every quarter second at most. With :py:data:`None` (the
+        default) it does not wait nor look at the file at all; with ``0`` it
+        tries once.
     :param binary: Open the file in binary mode (the parser then receives a
         file of :class:`bytes`).
     :param encoding: The text encoding of the file; UTF-8 if not given. Not
         allowed in binary mode.
     :param newline: How the file's line endings are translated, as for
         :func:`open`. Not allowed in binary mode.
+    :raises WatchedFileNotAvailableError: if ``timeout`` is given and runs
+        out before the file could be loaded.
     :raises TypeError: if ``encoding`` or ``newline`` is given with ``binary``.
     :raises ValueError: if ``timeout`` is negative.
 
@@ -99,8 +110,7 @@ class FileWatcher(Generic[_T]):
     parses a changed file while the others wait for the result.
 
     .. versionadded:: 0.31
-       The ``timeout``, ``binary``, ``encoding`` and ``newline`` parameters
-       are not in the reference.
+       The ``path`` property, and :class:`os.PathLike` paths.
     """
 
     def __init__(
@@ -152,29 +162,33 @@ class FileWatcher(Generic[_T]):
         The watcher ensures that the file is re-loaded and parsed whenever its
         contents change. Parsing only occurs when necessary, not on each call
         to this method. This method returns whatever the most recent
-        successful call to the parser returned.
+        successful call to the parser returned: once the file has been
+        loaded, a version that cannot be read or parsed, or the removal of
+        the file, leaves the data as it was (a warning is logged, once per
+        bad version or removal), and the next good version replaces it.
 
         Make sure to call this method each time you need data from the file
         rather than saving its results elsewhere. This ensures you always have
         the freshest data.
 
-        :raises WatchedFileNotAvailableError: if the file does not exist (also
-            when it was loaded before and has since been removed), or if its
-            current version cannot be read or parsed (also when an earlier
-            version was loaded). The error names the path and carries the
-            cause; a later good version is picked up again.
+        :raises WatchedFileNotAvailableError: if the file has never been
+            loaded successfully: it does not exist, or cannot be read or
+            parsed. The error names the path and carries the cause.
         """
         try:
             st = os.stat(self._path)
         except OSError as exc:
-            raise WatchedFileNotAvailableError(self._path, exc) from exc
+            return self._gone(exc)
 
         if not self._is_current(_signature(st)):
             with self._lock:
                 # Another caller may have loaded this version while we waited.
                 if not self._is_current(_signature(st)):
                     self._load()
-        return self._result()
+        data = self._data
+        if isinstance(data, _NotLoaded):
+            raise WatchedFileNotAvailableError(self._path, self._failure or "not loaded")
+        return data
 
     def _is_current(self, signature: _Signature) -> bool:
         if signature != self._seen:
@@ -183,10 +197,19 @@ class FileWatcher(Generic[_T]):
             return True
         return time.monotonic() - self._failed_at < RETRY_FAILED_SECONDS
 
-    def _result(self) -> _T:
+    def _gone(self, exc: OSError) -> _T:
+        """Serve the data last loaded when the file cannot be looked at."""
         data = self._data
-        if self._failure is not None or isinstance(data, _NotLoaded):
-            raise WatchedFileNotAvailableError(self._path, self._failure or "not loaded")
+        if isinstance(data, _NotLoaded):
+            raise WatchedFileNotAvailableError(self._path, exc) from exc
+        with self._lock:
+            # None: no version of the file is known since it went; warn once.
+            if self._seen is not None:
+                self._seen = None
+                self._failure = exc
+                logger.warning(
+                    "%s: cannot be accessed, keeping the data last loaded: %s", self._path, exc
+                )
         return data
 
     def _load(self) -> None:
@@ -208,32 +231,40 @@ class FileWatcher(Generic[_T]):
             self._failure = exc
             self._failed_at = time.monotonic()
             if isinstance(self._data, _NotLoaded):
+                # get_data raises it; the log only helps to follow a wait.
                 logger.debug("%s: could not be loaded: %s", self._path, exc)
             else:
                 log = logger.debug if repeated else logger.warning
-                log("%s: the changed file could not be loaded: %s", self._path, exc)
+                log(
+                    "%s: the changed file could not be loaded, keeping the data last loaded: %s",
+                    self._path,
+                    exc,
+                )
             return
+        if self._failure is not None and not isinstance(self._data, _NotLoaded):
+            logger.info("%s: loaded again", self._path)
         self._data = data
         self._seen = signature
         self._failure = None
 
     def _wait_for_file(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        # As in the original, a retry policy bounds the wait: a time budget, or
+        # one attempt when there is no time at all.
+        policy = RetryPolicy.new(budget=timeout) if timeout > 0 else RetryPolicy.new(attempts=1)
         delay = _POLL_FIRST_SECONDS
-        while True:
+        last_error: WatchedFileNotAvailableError | None = None
+        for remaining in policy:
             try:
                 self.get_data()
             except WatchedFileNotAvailableError as exc:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    logger.warning(
-                        "%s: not available after %g seconds, going on without it: %s",
-                        self._path,
-                        timeout,
-                        exc.inner,
-                    )
-                    return
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _POLL_MAX_SECONDS)
+                last_error = exc
             else:
                 return
+            logger.debug("%s: not available yet: %s", self._path, last_error.inner)
+            if remaining is not None:
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, _POLL_MAX_SECONDS)
+        cause = "no attempt was made" if last_error is None else last_error.inner
+        raise WatchedFileNotAvailableError(
+            self._path, f"not available after {timeout:g} seconds: {cause}"
+        ) from last_error

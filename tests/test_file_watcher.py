@@ -135,24 +135,39 @@ def test_constructor_waits_for_the_file_to_become_parsable(path, parser):
         writer.join()
 
 
-def test_timeout_runs_out_and_get_data_raises_until_the_file_appears(path, parser, caplog):
+def test_timeout_runs_out_with_an_error_naming_the_path_and_the_cause(path, parser):
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="baseplate.file_watcher"):
-        watcher = FileWatcher(str(path), parser=parser, timeout=0.2)
-    assert time.monotonic() - started >= 0.2
-    assert "not available after 0.2 seconds" in caplog.text
-    with pytest.raises(WatchedFileNotAvailableError):
-        watcher.get_data()
-    path.write_text("1", encoding="utf-8")
-    assert watcher.get_data() == 1
+    with pytest.raises(WatchedFileNotAvailableError) as info:
+        FileWatcher(str(path), parser=parser, timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 5
+    assert info.value.path == str(path)
+    assert "not available after 0.2 seconds" in str(info.value)
+    assert str(path) in str(info.value)
+    # The last error met while waiting is the cause.
+    cause = info.value.__cause__
+    assert isinstance(cause, WatchedFileNotAvailableError)
+    assert isinstance(cause.inner, FileNotFoundError)
+    assert parser.calls == 0
+
+
+def test_timeout_runs_out_on_a_file_that_never_parses(path, parser):
+    path.write_text("{never valid", encoding="utf-8")
+    with pytest.raises(WatchedFileNotAvailableError) as info:
+        FileWatcher(str(path), parser=parser, timeout=0.1)
+    assert "Expecting property name" in str(info.value)
+    assert isinstance(info.value.__cause__.inner, json.JSONDecodeError)
 
 
 def test_zero_timeout_tries_once(path, parser):
     path.write_text("5", encoding="utf-8")
-    FileWatcher(str(path), parser=parser, timeout=0)
+    watcher = FileWatcher(str(path), parser=parser, timeout=0)
     assert parser.calls == 1
+    assert watcher.get_data() == 5
     path.unlink()
-    FileWatcher(str(path), parser=parser, timeout=0)
+    started = time.monotonic()
+    with pytest.raises(WatchedFileNotAvailableError, match="after 0 seconds"):
+        FileWatcher(str(path), parser=parser, timeout=0)
+    assert time.monotonic() - started < 0.5
 
 
 @pytest.mark.parametrize("timeout", [-1, float("nan")])
@@ -161,16 +176,37 @@ def test_bad_timeout_is_rejected(path, parser, timeout):
         FileWatcher(str(path), parser=parser, timeout=timeout)
 
 
-def test_file_removed_after_loading_raises_then_recovers(path, parser):
+def test_file_removed_after_loading_keeps_the_data_then_recovers(path, parser, caplog):
     path.write_text('{"a": 1}', encoding="utf-8")
     watcher = FileWatcher(str(path), parser=parser)
     assert watcher.get_data() == {"a": 1}
     path.unlink()
-    with pytest.raises(WatchedFileNotAvailableError) as info:
-        watcher.get_data()
-    assert isinstance(info.value.inner, FileNotFoundError)
-    replace(path, '{"a": 22}')
-    assert watcher.get_data() == {"a": 22}
+    with caplog.at_level(logging.INFO, logger="baseplate.file_watcher"):
+        for _ in range(5):
+            assert watcher.get_data() == {"a": 1}
+        replace(path, '{"a": 22}')
+        assert watcher.get_data() == {"a": 22}
+    records = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert len(records) == 2, "one warning for the removal, not one per call"
+    assert records[0][0] == logging.WARNING
+    assert str(path) in records[0][1]
+    assert "keeping the data last loaded" in records[0][1]
+    assert records[1] == (logging.INFO, f"{path}: loaded again")
+    assert parser.calls == 2
+
+
+def test_file_removed_again_is_reported_again(path, parser, caplog):
+    path.write_text("1", encoding="utf-8")
+    watcher = FileWatcher(str(path), parser=parser)
+    watcher.get_data()
+    with caplog.at_level(logging.WARNING, logger="baseplate.file_watcher"):
+        for value in ("2", "3"):
+            path.unlink()
+            watcher.get_data()
+            watcher.get_data()
+            replace(path, value)
+            assert watcher.get_data() == int(value)
+    assert len(caplog.records) == 2
 
 
 def test_bad_content_raises_until_good_content_arrives(path, parser):
@@ -186,23 +222,51 @@ def test_bad_content_raises_until_good_content_arrives(path, parser):
     assert watcher.get_data() == {"good": 1}
 
 
-def test_bad_version_after_a_good_one_raises_with_the_path(path, parser, caplog):
+def test_bad_version_after_a_good_one_keeps_the_data(path, parser, caplog):
     replace(path, '{"v": 1}')
     watcher = FileWatcher(str(path), parser=parser)
     assert watcher.get_data() == {"v": 1}
     replace(path, "{truncated")
     with caplog.at_level(logging.DEBUG, logger="baseplate.file_watcher"):
         for _ in range(5):
-            with pytest.raises(WatchedFileNotAvailableError) as info:
-                watcher.get_data()
-            assert info.value.path == str(path)
-            assert isinstance(info.value.inner, ValueError)
+            assert watcher.get_data() == {"v": 1}
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "could not be loaded" in warnings[0].getMessage()
+    assert str(path) in warnings[0].getMessage()
+    assert "could not be loaded, keeping the data last loaded" in warnings[0].getMessage()
     assert parser.calls == 2, "the bad version is not parsed again on every call"
     replace(path, '{"v": 3}')
     assert watcher.get_data() == {"v": 3}
+
+
+def test_bad_version_then_removal_keeps_the_data(path, parser):
+    replace(path, "[1]")
+    watcher = FileWatcher(str(path), parser=parser)
+    watcher.get_data()
+    replace(path, "[")
+    assert watcher.get_data() == [1]
+    path.unlink()
+    assert watcher.get_data() == [1]
+    replace(path, "[2]")
+    assert watcher.get_data() == [2]
+
+
+def test_failed_change_is_retried_after_a_while(path, monkeypatch):
+    path.write_text("7", encoding="utf-8")
+    failures: list[Exception] = []
+
+    def flaky(f):
+        if failures:
+            raise failures.pop()
+        return int(f.read())
+
+    watcher = FileWatcher(str(path), parser=flaky)
+    assert watcher.get_data() == 7
+    failures.append(OSError("too many open files"))
+    replace(path, "8")
+    assert watcher.get_data() == 7
+    monkeypatch.setattr(file_watcher, "RETRY_FAILED_SECONDS", 0.0)
+    assert watcher.get_data() == 8
 
 
 def test_failed_version_is_retried_after_a_while(path, monkeypatch):
