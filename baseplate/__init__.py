@@ -1,23 +1,63 @@
 """Baseplate: a framework for Python services, built on OpenTelemetry.
 
 This module holds the helpers that build Baseplate's clients from an
-application's configuration.
+application's configuration, and exports what the original package root
+did: :class:`~baseplate.core.Baseplate`, the :mod:`~baseplate.config`,
+:mod:`~baseplate.metrics` and :mod:`~baseplate.diagnostics.tracing` modules,
+and the deprecated ``make_*_client`` helpers.
+
+``Baseplate`` and ``tracing`` load on first use: they bring in the
+OpenTelemetry SDK, which a script that only parses configuration or sends
+metrics never needs.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from baseplate import config
+from baseplate import config, metrics
 from baseplate.metrics import Client, make_client
 
 if TYPE_CHECKING:
+    from baseplate.core import Baseplate
+    from baseplate.diagnostics import tracing
     from baseplate.diagnostics.sentry import SentryClient
     from baseplate.diagnostics.tracing import TracingClient
 
+__all__ = [
+    "Baseplate",
+    "config",
+    "error_reporter_from_config",
+    "make_metrics_client",
+    "make_tracing_client",
+    "metrics",
+    "metrics_client_from_config",
+    "tracing",
+    "tracing_client_from_config",
+]
+
 logger = logging.getLogger(__name__)
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``Baseplate`` and ``tracing`` when they are first asked for."""
+    if name == "Baseplate":
+        from baseplate.core import Baseplate
+
+        return Baseplate
+    if name == "tracing":
+        from baseplate.diagnostics import tracing
+
+        return tracing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _warn_deprecated(old: str, new: str) -> None:
+    # stacklevel 3: the warning points at the application's call of ``old``.
+    warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
 
 
 def metrics_client_from_config(raw_config: Mapping[str, str]) -> Client:
@@ -39,6 +79,16 @@ def metrics_client_from_config(raw_config: Mapping[str, str]) -> Client:
     if cfg.metrics.endpoint is None:
         logger.debug("metrics.endpoint is not set: metrics will be discarded")
     return make_client(cfg.metrics.namespace, cfg.metrics.endpoint)
+
+
+def make_metrics_client(raw_config: Mapping[str, str]) -> Client:
+    """The old name of :func:`metrics_client_from_config`.
+
+    .. deprecated:: 0.22
+       Emits a :class:`DeprecationWarning`; use :func:`metrics_client_from_config`.
+    """
+    _warn_deprecated("make_metrics_client", "metrics_client_from_config")
+    return metrics_client_from_config(raw_config)
 
 
 def tracing_client_from_config(
@@ -115,6 +165,18 @@ def tracing_client_from_config(
         tail_errors=tracing_cfg.tail.errors,
         tail_slower_than=tracing_cfg.tail.slower_than,
     )
+
+
+def make_tracing_client(
+    raw_config: Mapping[str, str], log_if_unconfigured: bool = True
+) -> TracingClient:
+    """The old name of :func:`tracing_client_from_config`.
+
+    .. deprecated:: 0.22
+       Emits a :class:`DeprecationWarning`; use :func:`tracing_client_from_config`.
+    """
+    _warn_deprecated("make_tracing_client", "tracing_client_from_config")
+    return tracing_client_from_config(raw_config, log_if_unconfigured)
 
 
 def _import_object(name: str) -> object:
