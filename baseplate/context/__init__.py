@@ -8,10 +8,9 @@ the request.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from baseplate.core import ServerSpan
+from baseplate.core import BaseplateObserver, LocalSpan, ServerSpan, Span, SpanObserver
 
 
 class ContextFactory:
@@ -23,6 +22,52 @@ class ContextFactory:
     the name specified in ``add_to_context``.
     """
 
-    def make_object_for_context(self, name: str, server_span: ServerSpan) -> Any:
-        """Return an object that can be added to the context object."""
+    def make_object_for_context(self, name: str, span: Span) -> Any:
+        """Return an object that can be added to the context object.
+
+        :param name: The attribute it will be set as.
+        :param span: The span its calls are children of: the request's
+            server span, or a local span (see :class:`ContextSpanObserver`).
+        """
         raise NotImplementedError
+
+
+class ContextObserver(BaseplateObserver):
+    """Puts what a context factory makes on each request's context object.
+
+    This is what :meth:`~baseplate.core.Baseplate.add_to_context` registers.
+    Each local span gets an object of its own too, made for the local span
+    (see :class:`ContextSpanObserver`), so calls made through the local
+    span's context are its children.
+
+    :param name: The attribute of the context object to set.
+    :param context_factory: What makes the objects.
+    """
+
+    def __init__(self, name: str, context_factory: ContextFactory) -> None:
+        self.name = name
+        self.context_factory = context_factory
+
+    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
+        """Set the request's object, and watch for local spans."""
+        value = self.context_factory.make_object_for_context(self.name, server_span)
+        setattr(context, self.name, value)
+        server_span.register(ContextSpanObserver(self.name, self.context_factory))
+
+
+class ContextSpanObserver(SpanObserver):
+    """Gives each local child span an object of its own, made for that span.
+
+    :param name: The attribute of the local span's context to shadow.
+    :param context_factory: What makes the objects.
+    """
+
+    def __init__(self, name: str, context_factory: ContextFactory) -> None:
+        self.name = name
+        self.context_factory = context_factory
+
+    def on_child_span_created(self, span: Span) -> None:
+        """Shadow the attribute on a local span's context; other spans share the request's."""
+        if isinstance(span, LocalSpan):
+            value = self.context_factory.make_object_for_context(self.name, span)
+            span.context.shadow_context_attr(self.name, value)

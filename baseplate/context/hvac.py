@@ -40,7 +40,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 if TYPE_CHECKING:
-    from baseplate.core import ServerSpan
+    from baseplate.core import Span
     from baseplate.secrets import SecretsStore
 
 __all__ = ["HvacContextFactory", "InstrumentedHvacClient", "hvac_factory_from_config"]
@@ -115,12 +115,12 @@ class HvacContextFactory(ContextFactory):
             session=self.session,
         )
 
-    def make_object_for_context(self, name: str, server_span: ServerSpan) -> InstrumentedHvacClient:
+    def make_object_for_context(self, name: str, server_span: Span) -> InstrumentedHvacClient:
         """Return a client for one request, tracing its calls under ``server_span``."""
         return InstrumentedHvacClient(self.make_client, server_span, name)
 
 
-def _instrument(value: Any, server_span: ServerSpan, span_name: str) -> Any:
+def _instrument(value: Any, server_span: Span, span_name: str) -> Any:
     if isinstance(value, VaultApiBase):
         return _InstrumentedApi(value, server_span, span_name)
     if inspect.ismethod(value) or inspect.isfunction(value):
@@ -136,7 +136,7 @@ def _path_argument(method: Callable[..., Any], args: tuple[Any, ...], kwargs: An
     return bound.arguments.get("path")
 
 
-def _traced(method: Callable[..., Any], server_span: ServerSpan, span_name: str) -> Any:
+def _traced(method: Callable[..., Any], server_span: Span, span_name: str) -> Any:
     def traced_call(*args: Any, **kwargs: Any) -> Any:
         with server_span.make_child(span_name) as span:
             path = _path_argument(method, args, kwargs)
@@ -153,7 +153,7 @@ def _traced(method: Callable[..., Any], server_span: ServerSpan, span_name: str)
 class _InstrumentedApi:
     """A traced view of one of hvac's API groups (``client.secrets.transit`` ...)."""
 
-    def __init__(self, api: Any, server_span: ServerSpan, span_name: str) -> None:
+    def __init__(self, api: Any, server_span: Span, span_name: str) -> None:
         self._api = api
         self._server_span = server_span
         self._span_name = span_name
@@ -189,7 +189,7 @@ class InstrumentedHvacClient:
        The reference did not name the proxy's class.
     """
 
-    def __init__(self, make_client: Callable[[], Any], server_span: ServerSpan, name: str) -> None:
+    def __init__(self, make_client: Callable[[], Any], server_span: Span, name: str) -> None:
         object.__setattr__(self, "_make_client", make_client)
         object.__setattr__(self, "_server_span", server_span)
         object.__setattr__(self, "_name", name)

@@ -30,7 +30,7 @@ from baseplate.retry import RetryPolicy
 from baseplate.thrift_pool import ThriftConnectionPool
 
 if TYPE_CHECKING:
-    from baseplate.core import ServerSpan, Span
+    from baseplate.core import Span
 
 __all__ = ["ThriftClientProxy", "ThriftContextFactory"]
 
@@ -67,7 +67,7 @@ class ThriftContextFactory(ContextFactory):
         self.client_cls = client_cls
         self.proxy_cls = _make_proxy_class(client_cls)
 
-    def make_object_for_context(self, name: str, server_span: ServerSpan) -> ThriftClientProxy:
+    def make_object_for_context(self, name: str, server_span: Span) -> ThriftClientProxy:
         """Return a proxy whose calls are child spans of ``server_span``."""
         return self.proxy_cls(self.pool, self.client_cls, server_span, name)
 
@@ -151,7 +151,7 @@ class ThriftClientProxy:
         self,
         pool: ThriftConnectionPool,
         client_cls: type,
-        server_span: ServerSpan,
+        server_span: Span,
         namespace: str,
         retry_policy: RetryPolicy = _NO_RETRIES,
     ) -> None:

@@ -11,16 +11,19 @@ from baseplate.core._edge import (
     EdgeRequestContext,
     EdgeRequestContextFactory,
     Geolocation,
+    InvalidAuthenticationToken,
     NoAuthenticationError,
     OAuthClient,
     OriginService,
     Service,
     Session,
     User,
+    ValidatedAuthenticationToken,
 )
 from baseplate.core._observers import BaseplateObserver, ServerSpanObserver, SpanObserver
 from baseplate.core._spans import LocalSpan, RecordedSpanError, ServerSpan, Span
 from baseplate.core._trace_info import TraceInfo
+from baseplate.core._wrapped_context import WrappedRequestContext
 
 __all__ = [
     "AuthenticationToken",
@@ -31,6 +34,7 @@ __all__ = [
     "EdgeRequestContext",
     "EdgeRequestContextFactory",
     "Geolocation",
+    "InvalidAuthenticationToken",
     "LocalSpan",
     "NoAuthenticationError",
     "OAuthClient",
@@ -44,4 +48,6 @@ __all__ = [
     "SpanObserver",
     "TraceInfo",
     "User",
+    "ValidatedAuthenticationToken",
+    "WrappedRequestContext",
 ]

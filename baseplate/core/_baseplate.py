@@ -14,18 +14,6 @@ if TYPE_CHECKING:
     from baseplate.metrics import Client
 
 
-class _ContextObserver(BaseplateObserver):
-    """Attaches what a context factory makes to each request's context."""
-
-    def __init__(self, name: str, context_factory: ContextFactory) -> None:
-        self.name = name
-        self.context_factory = context_factory
-
-    def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
-        value = self.context_factory.make_object_for_context(self.name, server_span)
-        setattr(context, self.name, value)
-
-
 class Baseplate:
     """The core of the Baseplate diagnostics framework.
 
@@ -92,7 +80,9 @@ class Baseplate:
             purposes so it should be descriptive.
         :param context_factory: A factory.
         """
-        self.register(_ContextObserver(name, context_factory))
+        from baseplate.context import ContextObserver
+
+        self.register(ContextObserver(name, context_factory))
 
     def make_server_span(
         self, context: Any, name: str, trace_info: TraceInfo | None = None

@@ -98,7 +98,27 @@ class AuthenticationToken:
         return value if isinstance(value, str) else None
 
 
-_INVALID_TOKEN = AuthenticationToken(None)
+class ValidatedAuthenticationToken(AuthenticationToken):
+    """A token whose signature and expiry were verified.
+
+    :param payload: The token's claims.
+    """
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        super().__init__(payload)
+        #: The token's claims, as decoded.
+        self.payload = payload
+
+
+class InvalidAuthenticationToken(AuthenticationToken):
+    """Stands for a token that is missing or failed verification: every
+    attribute raises :class:`NoAuthenticationError`."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+_INVALID_TOKEN = InvalidAuthenticationToken()
 
 
 class AuthenticationTokenValidator:
@@ -136,7 +156,7 @@ class AuthenticationTokenValidator:
             except ValueError as exc:  # a public key that cannot be loaded
                 logger.warning("unusable key in %s: %s", AUTHENTICATION_PUBLIC_KEY_SECRET, exc)
                 continue
-            return AuthenticationToken(claims)
+            return ValidatedAuthenticationToken(claims)
         logger.debug("authentication token signature matches no public key")
         return _INVALID_TOKEN
 

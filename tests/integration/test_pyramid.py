@@ -34,7 +34,7 @@ from pyramid.response import Response
 
 from baseplate import error_reporter_from_config, metrics_client_from_config
 from baseplate.context import ContextFactory
-from baseplate.core import Baseplate, EdgeRequestContextFactory, ServerSpan
+from baseplate.core import Baseplate, EdgeRequestContextFactory, ServerSpan, Span
 from baseplate.integration.pyramid import (
     BaseplateConfigurator,
     ServerSpanInitialized,
@@ -238,8 +238,8 @@ def test_observer_event_sequence():
 class CounterFactory(ContextFactory):
     """Makes a new dict per request, naming the span it was made for."""
 
-    def make_object_for_context(self, name: str, server_span: ServerSpan) -> Any:
-        return {"attribute": name, "span": server_span.name}
+    def make_object_for_context(self, name: str, span: Span) -> Any:
+        return {"attribute": name, "span": span.name}
 
 
 def test_request_is_the_context():
@@ -256,6 +256,7 @@ def test_request_is_the_context():
         with request.trace.make_child("work", local=True, component_name="handler") as child:
             seen["child_thing"] = child.context.thing
             seen["child_trace"] = child.context.trace
+        seen["thing_after_child"] = request.thing
         return Response("ok")
 
     config.add_view(view, route_name="context")
@@ -265,7 +266,9 @@ def test_request_is_the_context():
     assert seen["trace"].name == "context"
     assert seen["current"] is seen["trace"].otel_span
     assert seen["thing"] == {"attribute": "thing", "span": "context"}
-    assert seen["child_thing"] is seen["thing"]
+    # The local span has an object of its own, made for it; the request's is unchanged.
+    assert seen["child_thing"] == {"attribute": "thing", "span": "work"}
+    assert seen["thing_after_child"] is seen["thing"]
     assert seen["child_trace"].name == "work"
     assert ("context", "on_child_span_created", "work") in recorder.events
     # Nothing stays current once the request is over.
