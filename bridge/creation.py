@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.util.types import AttributeValue
+
+if TYPE_CHECKING:
+    from bridge.routing import ExportRoute
 
 
 class SpanRequest:
@@ -29,11 +33,13 @@ class SpanRequest:
         root ratio (an upstream that sent ids but no decision).
     :param owned: The caller reports this span to its observers itself, so the
         bridge's span processor leaves it alone.
+    :param route: Where the span is exported (see :mod:`bridge.routing`);
+        its root ratio applies when the sampler decides as for a root.
     """
 
     # A plain slotted class: one is made per span, and a frozen dataclass
     # costs several times more to construct.
-    __slots__ = ("decide_as_root", "owned", "sampled", "span_id", "trace_id")
+    __slots__ = ("decide_as_root", "owned", "route", "sampled", "span_id", "trace_id")
 
     def __init__(
         self,
@@ -42,17 +48,20 @@ class SpanRequest:
         sampled: bool | None = None,
         decide_as_root: bool = False,
         owned: bool = True,
+        route: ExportRoute | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
         self.sampled = sampled
         self.decide_as_root = decide_as_root
         self.owned = owned
+        self.route = route
 
     def __repr__(self) -> str:
         return (
             f"SpanRequest(trace_id={self.trace_id}, span_id={self.span_id}, "
-            f"sampled={self.sampled}, decide_as_root={self.decide_as_root}, owned={self.owned})"
+            f"sampled={self.sampled}, decide_as_root={self.decide_as_root}, owned={self.owned}, "
+            f"route={self.route!r})"
         )
 
 

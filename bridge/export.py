@@ -6,6 +6,8 @@
 * :class:`ZipkinV1HttpSpanExporter` posts the same records to a Zipkin v1 API,
   as the original's deprecated in-app remote recorder did.
 * :class:`LoggingSpanExporter` logs the records, for development.
+* :class:`ServiceNamingSpanExporter` makes an exporter that reports the
+  service from the span's resource (Zipkin v2, OTLP) use a given name.
 
 They run behind a batching span processor, so none of them is ever called on
 a request's path.
@@ -27,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import posix_ipc
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from bridge.span_copy import copy_span
 from bridge.zipkin_records import ZipkinRecordEncoder
 
 logger = logging.getLogger(__name__)
@@ -256,3 +260,45 @@ def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
         exporter.encoder.max_tag_value_length
     )
     return exporter
+
+
+class ServiceNamingSpanExporter(SpanExporter):
+    """Exports spans under ``service_name``, whatever their resource says.
+
+    A process has one tracer provider, and so one resource, but may hold
+    several services (each test of an application's suite, an in-process
+    client and server). Spans whose resource names another service are
+    exported as copies naming this one; this happens in the exporting
+    thread, off the request's path.
+    """
+
+    def __init__(self, exporter: SpanExporter, service_name: str) -> None:
+        self.exporter = exporter
+        self.service_name = service_name
+        self._renamed: dict[int, tuple[Resource, Resource]] = {}
+
+    def _resource_for(self, original: Resource) -> Resource:
+        cached = self._renamed.get(id(original))
+        if cached is not None and cached[0] is original:
+            return cached[1]
+        renamed = original.merge(Resource({SERVICE_NAME: self.service_name}))
+        self._renamed[id(original)] = (original, renamed)
+        return renamed
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export the spans, renamed where they name another service."""
+        named = [
+            span
+            if span.resource.attributes.get(SERVICE_NAME) == self.service_name
+            else copy_span(span, resource=self._resource_for(span.resource))
+            for span in spans
+        ]
+        return self.exporter.export(named)
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self.exporter.force_flush(timeout_millis)

@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from bridge.ids import BaseplateIdGenerator
 from bridge.processor import OwnerNotifyingSpanProcessor
+from bridge.routing import ExportRoute, RoutingSpanProcessor
 from bridge.sampling import BaseplateSampler
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ _lock = threading.Lock()
 _provider: TracerProvider | None = None
 _tracer: trace.Tracer | None = None
 _service_name: str | None = None
+_router: RoutingSpanProcessor | None = None
 
 #: Whether the provider's id generator is the bridge's, which gives a span the
 #: (non-zero) ids named in its :class:`~bridge.creation.SpanRequest`. Set when
@@ -59,30 +61,45 @@ def _make_tracer() -> trace.Tracer:
 
 
 def add_span_processor(processor: SpanProcessor) -> None:
-    """Add a span processor (an exporter's, say) to the process's provider."""
+    """Add a span processor to the process's provider: it sees every span.
+
+    To export only the spans of one source, give it a route instead
+    (:func:`add_route`).
+    """
     get_tracer_provider().add_span_processor(processor)
+
+
+def add_route(route: ExportRoute) -> None:
+    """Make ``route`` a destination, and the one for spans that name none.
+
+    Spans started under a context that names a route go to that route (see
+    :mod:`bridge.routing`); the most recently added route takes the spans
+    of other libraries started outside any such context. The route's
+    processor is flushed and shut down with the provider.
+    """
+    get_tracer_provider()
+    assert _router is not None
+    _router.add_route(route)
 
 
 def set_service_name(name: str) -> None:
     """Name the service in the resource of the provider the bridge will create.
 
     Exporters that send the resource (Zipkin, OTLP) report spans under this
-    name. It must be set before the provider is first used; later calls only
-    log a warning, since a provider's resource cannot change.
+    name unless they name the service themselves. The last name given before
+    the provider is made counts; later ones are ignored, since a provider's
+    resource cannot change.
     """
     global _service_name  # noqa: PLW0603 - one per process
     with _lock:
-        if _provider is not None:
-            current = _provider.resource.attributes.get(SERVICE_NAME)
-            if current != name:
-                logger.warning(
-                    "the tracer provider already exists with service.name %r; "
-                    "%r applies only to exporters that name the service themselves",
-                    current,
-                    name,
-                )
-            return
-        _service_name = name
+        if _provider is None:
+            _service_name = name
+
+
+def service_name() -> str | None:
+    """The service name in the resource of the process's provider, if any."""
+    name = get_tracer_provider().resource.attributes.get(SERVICE_NAME)
+    return name if isinstance(name, str) else None
 
 
 def root_sampler() -> BaseplateSampler | None:
@@ -92,7 +109,7 @@ def root_sampler() -> BaseplateSampler | None:
 
 
 def _install() -> TracerProvider:
-    global _provider, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
+    global _provider, _router, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
@@ -106,6 +123,8 @@ def _install() -> TracerProvider:
         )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
+    _router = RoutingSpanProcessor()
+    provider.add_span_processor(_router)
     keeps_requested_ids = isinstance(provider.id_generator, BaseplateIdGenerator)
     _provider = provider
     return provider
@@ -127,9 +146,10 @@ def _warn_about_foreign_provider(provider: TracerProvider) -> None:
 
 def _reset_for_tests() -> None:
     """Forget the provider and let a new global one be installed (tests only)."""
-    global _provider, _tracer, _service_name, keeps_requested_ids  # noqa: PLW0603
+    global _provider, _tracer, _service_name, _router, keeps_requested_ids  # noqa: PLW0603
     with _lock:
         _service_name = None
+        _router = None
         keeps_requested_ids = False
         if _provider is not None:
             _provider.shutdown()

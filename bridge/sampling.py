@@ -29,7 +29,8 @@ class BaseplateSampler(Sampler):
     """Sample as the parent did; sample roots at ``root_ratio``.
 
     A forced decision in the :class:`~bridge.creation.SpanRequest` of the span
-    being created (an upstream's flag, the debug flag) overrides both.
+    being created (an upstream's flag, the debug flag) overrides both, and the
+    root ratio of the request's route, if it has one, replaces ``root_ratio``.
     ``root_ratio`` may be changed at any time; tracers copy the sampler object
     when they are made, so the ratio is read on every decision.
     """
@@ -68,8 +69,12 @@ class BaseplateSampler(Sampler):
         elif has_parent and not (request is not None and request.decide_as_root):
             sampled = parent.trace_flags.sampled
         else:
+            bound = self._bound
+            route = None if request is None else request.route
+            if route is not None and route.root_ratio is not None:
+                bound = round(route.root_ratio * _ID_RANGE)
             # The low 64 bits are random for Baseplate and W3C ids alike.
-            sampled = (trace_id % _ID_RANGE) < self._bound
+            sampled = (trace_id % _ID_RANGE) < bound
         state = parent.trace_state if has_parent else trace_state
         if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.

@@ -21,6 +21,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, StatusCode, TraceFlags
 
+from bridge.span_copy import copy_span
+
 logger = logging.getLogger(__name__)
 
 #: The attribute that marks spans exported by the tail decision.
@@ -37,19 +39,10 @@ def _as_sampled(span: ReadableSpan) -> ReadableSpan:
         trace_flags=TraceFlags(context.trace_flags | TraceFlags.SAMPLED),
         trace_state=context.trace_state,
     )
-    return ReadableSpan(
-        name=span.name,
+    return copy_span(
+        span,
         context=sampled_context,
-        parent=span.parent,
-        resource=span.resource,
         attributes={**(span.attributes or {}), TAIL_SAMPLED_ATTRIBUTE: True},
-        events=span.events,
-        links=span.links,
-        kind=span.kind,
-        status=span.status,
-        start_time=span.start_time,
-        end_time=span.end_time,
-        instrumentation_scope=span.instrumentation_scope,
     )
 
 

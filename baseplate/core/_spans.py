@@ -12,7 +12,6 @@ the OpenTelemetry API while a facade span is current are adopted as children
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 from typing import Any
@@ -26,7 +25,8 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 
 from baseplate.core._observers import ExcInfo, SpanObserver
-from bridge import creation, current, processor, provider
+from baseplate.core._wrapped_context import WrappedRequestContext
+from bridge import creation, current, processor, provider, routing
 from bridge.ids import random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE
 
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = _SPAN_KEY
+_ROUTE_KEY = routing.ROUTE_KEY
 _SUPPRESSED = {
     otel_context._SUPPRESS_INSTRUMENTATION_KEY: True,
     otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY: True,
@@ -94,6 +95,13 @@ class Span:
         self.context = context
         self.component_name: str | None = None
         self.observers: list[SpanObserver] = []
+        #: Where this span is exported: set on a server span by the tracing
+        #: observer of the Baseplate that made it, and inherited by children
+        #: (see :mod:`bridge.routing`). None: the span is exported by no
+        #: tracing client (processors added to the provider still see it).
+        #:
+        #: .. versionadded:: 0.31
+        self.export_route: routing.ExportRoute | None = None
         self._parent: Span | None = None
         self._otel_span: trace.Span | None = None
         self._previous_context: otel_context.Context | None = None
@@ -143,13 +151,14 @@ class Span:
             context = trace.set_span_in_context(trace.NonRecordingSpan(remote_parent), previous)
         if parent is not None and not debug:
             # A child follows its parent's sampling decision.
-            request = creation.SpanRequest(self.trace_id, self.id)
+            request = creation.SpanRequest(self.trace_id, self.id, route=self.export_route)
         else:
             request = creation.SpanRequest(
                 trace_id=self.trace_id,
                 span_id=self.id,
                 sampled=True if debug else (self.sampled if parent is None else None),
                 decide_as_root=parent is None and self.sampled is None,
+                route=self.export_route,
             )
         attributes: dict[str, AttributeValue] = {}
         if self.component_name is not None:
@@ -185,7 +194,7 @@ class Span:
                 self.name,
                 previous,
                 self._kind,
-                creation.SpanRequest(span_id=self.id),
+                creation.SpanRequest(span_id=self.id, route=self.export_route),
             )
         else:
             previous = _live_context(previous)
@@ -203,6 +212,7 @@ class Span:
         values = dict(previous)
         values[_OTEL_SPAN_KEY] = otel_span
         values[_OWNER_KEY] = (otel_span, self)
+        values[_ROUTE_KEY] = self.export_route
         if self._suppresses_instrumentation:
             values.update(_SUPPRESSED)
         current.attach(otel_context.Context(values))
@@ -272,7 +282,11 @@ class Span:
             if exc_info is not None and exc_info[1] is not None:
                 otel_span.record_exception(exc_info[1])
                 otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
-            otel_span.end()
+            route = self.export_route
+            if route is None:
+                otel_span.end()
+            else:
+                routing.end_span(otel_span, route)
             # Make the nearest open span current again: usually this span is
             # current, and what was current before it is still open.
             now = current.get_current()
@@ -302,6 +316,11 @@ class Span:
         if local:
             if component_name is None:
                 raise ValueError("local spans require a component_name")
+            context = self.context
+            if isinstance(context, WrappedRequestContext):
+                context = context.clone()
+            elif context is not None:
+                context = WrappedRequestContext(context)
             child = LocalSpan(
                 self.trace_id,
                 self.id,
@@ -309,16 +328,17 @@ class Span:
                 self.sampled,
                 self.flags,
                 name,
-                copy.copy(self.context),
+                context,
                 component_name=component_name,
             )
-            if child.context is not None:
-                child.context.trace = child
+            if context is not None:
+                context.shadow_context_attr("trace", child)
         else:
             child = Span(
                 self.trace_id, self.id, random_id(), self.sampled, self.flags, name, self.context
             )
         child._parent = self
+        child.export_route = self.export_route
         for observer in self.observers:
             try:
                 observer.on_child_span_created(child)
@@ -355,8 +375,10 @@ class Span:
 class LocalSpan(Span):
     """A span for an in-process operation, within a local component.
 
-    It has a copy of the request's context object whose ``trace`` is the
-    local span itself.
+    Its context is a :class:`~baseplate.core.WrappedRequestContext` of the
+    request's context object, whose ``trace`` is the local span itself and
+    whose context clients (see :class:`~baseplate.context.ContextObserver`)
+    make their calls children of the local span.
     """
 
     _kind = SpanKind.INTERNAL
@@ -410,6 +432,7 @@ class _AdoptedSpan(Span):
         )
         self._parent = parent
         self._otel_span = span
+        self.export_route = parent.export_route
 
     def start(self) -> None:
         """Adopted spans are started by the library that made them."""

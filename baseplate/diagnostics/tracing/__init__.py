@@ -17,6 +17,13 @@ Destinations (``tracing.exporter``):
 * ``zipkin``: Zipkin v2 JSON posted to ``tracing.zipkin.endpoint``;
 * ``otlp``: OTLP/HTTP to a collector at ``tracing.otlp.endpoint``;
 * ``log``: records logged at debug level; ``none``: spans are dropped.
+
+Each client exports only the spans of the :class:`~baseplate.core.Baseplate`
+it is configured on (its server spans, their children, and spans other
+libraries start under them), under its own service name and with its own
+sample rate, even with several in one process (see :mod:`bridge.routing`).
+Spans that other libraries start outside any request go to the client
+installed last.
 """
 
 from __future__ import annotations
@@ -27,16 +34,18 @@ from datetime import timedelta
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from bridge import provider
 from bridge.export import (
     LoggingSpanExporter,
     PosixQueueSpanExporter,
+    ServiceNamingSpanExporter,
     ZipkinV1HttpSpanExporter,
     zipkin_v2_exporter,
 )
+from bridge.routing import ExportRoute
 from bridge.tail_sampling import TailSamplingSpanProcessor
 
 logger = logging.getLogger(__name__)
@@ -47,13 +56,34 @@ DEFAULT_MAX_SPAN_QUEUE_SIZE = 50000
 DEFAULT_SPAN_BATCH_INTERVAL = timedelta(milliseconds=500)
 
 
+class SidecarRecorder(PosixQueueSpanExporter):
+    """The original's name for the exporter of ``tracing.queue_name``: Zipkin
+    records on the POSIX queue the trace publisher sidecar reads."""
+
+
+class RemoteRecorder(ZipkinV1HttpSpanExporter):
+    """The original's name for the exporter of the deprecated ``tracing.endpoint``."""
+
+
+class LoggingRecorder(LoggingSpanExporter):
+    """The original's name for the exporter that logs spans (no destination configured)."""
+
+
+class NullRecorder(SpanExporter):
+    """Exports nothing: the recorder when there is no destination and logging is off."""
+
+    def export(self, spans: Any) -> SpanExportResult:
+        """Drop the spans."""
+        return SpanExportResult.SUCCESS
+
+
 class TracingClient:
     """Where spans are exported, and how many new traces are sampled.
 
     :param service_name: The name this service's spans are reported under.
     :param sample_rate: The share (0 to 1) of traces with no upstream
         decision that are sampled.
-    :param recorder: The span exporter, or None to export nothing.
+    :param recorder: The span exporter; None or a :class:`NullRecorder` exports nothing.
     :param max_span_queue_size: Spans waiting for export beyond this are dropped.
     :param span_batch_interval: How long spans wait to be exported in batches.
     :param tail_errors: Also export unsampled traces whose server span failed.
@@ -84,11 +114,13 @@ class TracingClient:
         self.tail_errors = tail_errors
         self.tail_slower_than = tail_slower_than
         self.processor: SpanProcessor | None = None
+        #: Where the spans of the Baseplate this client is configured on go.
+        self.route = ExportRoute(root_ratio=sample_rate)
         self._install_lock = threading.Lock()
         provider.set_service_name(service_name)
 
     def install(self) -> None:
-        """Attach the exporter to the process's tracer provider (once)."""
+        """Make the exporter the destination of :attr:`route` (once)."""
         if self.processor is None:
             with self._install_lock:
                 self._install_once()
@@ -104,8 +136,9 @@ class TracingClient:
                 "the application's own sampler decides new traces; "
                 "tracing.sample_rate is not applied"
             )
-        if self.recorder is None:
+        if self.recorder is None or isinstance(self.recorder, NullRecorder):
             self.processor = _NO_PROCESSOR
+            provider.add_route(self.route)
             return
         processor: SpanProcessor = BatchSpanProcessor(
             self.recorder,
@@ -120,7 +153,8 @@ class TracingClient:
                     None if self.tail_slower_than is None else self.tail_slower_than.total_seconds()
                 ),
             )
-        provider.add_span_processor(processor)
+        self.route.processor = processor
+        provider.add_route(self.route)
         self.processor = processor
 
     def flush(self, timeout_seconds: float = 30.0) -> bool:
@@ -192,20 +226,20 @@ def _make_recorder(
     queue_name: str | None,
     zipkin_endpoint: str | None,
     otlp_endpoint: str | None,
-) -> SpanExporter | None:
+) -> SpanExporter:
     if exporter == "sidecar":
         if not queue_name:
             raise ValueError("the sidecar exporter needs tracing.queue_name")
-        return PosixQueueSpanExporter(queue_name, service_name)
+        return SidecarRecorder(queue_name, service_name)
     if exporter == "remote":
         if not tracing_endpoint:
             raise ValueError("the remote exporter needs tracing.endpoint")
-        return ZipkinV1HttpSpanExporter(str(tracing_endpoint), service_name)
+        return RemoteRecorder(str(tracing_endpoint), service_name)
     if exporter == "zipkin":
         if not zipkin_endpoint:
             raise ValueError("the zipkin exporter needs tracing.zipkin.endpoint")
         try:
-            return zipkin_v2_exporter(zipkin_endpoint)
+            return ServiceNamingSpanExporter(zipkin_v2_exporter(zipkin_endpoint), service_name)
         except ImportError as exc:
             raise ImportError("the zipkin exporter needs: pip install 'baseplate[zipkin]'") from exc
     if exporter == "otlp":
@@ -215,20 +249,21 @@ def _make_recorder(
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
             raise ImportError("the otlp exporter needs: pip install 'baseplate[otlp]'") from exc
-        return OTLPSpanExporter(endpoint=otlp_endpoint)
+        return ServiceNamingSpanExporter(OTLPSpanExporter(endpoint=otlp_endpoint), service_name)
     if exporter == "log":
-        return LoggingSpanExporter(service_name)
+        return LoggingRecorder(service_name)
     if exporter == "none":
-        return None
+        return NullRecorder()
     raise ValueError(f"unknown tracing exporter {exporter!r}: expected one of {EXPORTERS}")
 
 
 class TraceBaseplateObserver(BaseplateObserver):
     """Distributed tracing observer.
 
-    Attaches the client's exporter on the first request, and records the
-    sampling decision made for each new trace on its server span (so child
-    spans and downstream calls carry it).
+    Attaches the client's exporter on the first request, routes each server
+    span (and so its children) to it, and records the sampling decision made
+    for each new trace on its server span (so child spans and downstream
+    calls carry it).
 
     :param tracing_client: Where spans go.
     """
@@ -239,6 +274,7 @@ class TraceBaseplateObserver(BaseplateObserver):
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
         """Install the exporter if needed and observe the server span."""
         self.tracing_client.install()
+        server_span.export_route = self.tracing_client.route
         if server_span.sampled is None:
             server_span.register(TraceServerSpanObserver(server_span))
 

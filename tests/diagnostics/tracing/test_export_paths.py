@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from baseplate import tracing_client_from_config
 from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
-from baseplate.diagnostics.tracing import TracingClient
+from baseplate.diagnostics.tracing import NullRecorder, TracingClient
 from bridge import provider
 from bridge.export import PosixQueueSpanExporter
 from tests.diagnostics.tracing.standins import CollectorStandIn
@@ -163,7 +163,7 @@ def test_unconfigured_client_logs_spans(fresh_provider, caplog):
 
 def test_unconfigured_client_can_discard_silently(fresh_provider, caplog):
     client = tracing_client_from_config({"tracing.service_name": "svc"}, log_if_unconfigured=False)
-    assert client.recorder is None
+    assert isinstance(client.recorder, NullRecorder)
     with caplog.at_level(logging.DEBUG, logger="bridge.export"):
         serve_request(client, TraceInfo.from_upstream(1, 2, 3, True, None))
         assert client.flush(10)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import uuid
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from baseplate import tracing_client_from_config
 from baseplate.core import Baseplate, TraceInfo
+from baseplate.diagnostics.tracing import TracingClient
 from tests import vectors
 
 TRACE_INFO_IDS = ("trace_id", "parent_id", "span_id")
@@ -75,7 +78,7 @@ class Normaliser:
         return "<end>"
 
 
-def run_case(case: dict[str, Any], queue_name: str) -> None:
+def run_case(case: dict[str, Any], queue_name: str) -> TracingClient:
     client = tracing_client_from_config(
         {
             "tracing.service_name": case["service_name"],
@@ -113,6 +116,7 @@ def run_case(case: dict[str, Any], queue_name: str) -> None:
         else:
             raise AssertionError(f"unknown op {op['op']}")
     assert client.flush(timeout_seconds=10)
+    return client
 
 
 @pytest.mark.parametrize("case", vectors.cases("tracing"))
@@ -121,3 +125,46 @@ def test_tracing_vector(case, queue_name, spans):
     normaliser = Normaliser(case)
     records = [normaliser.record(record) for record in read_records(queue_name)]
     assert records == case["expected_records"]
+
+
+def renamed(records: list[dict[str, Any]], service_name: str) -> list[dict[str, Any]]:
+    """The expected records of a case, with every endpoint naming ``service_name``."""
+    text = json.dumps(records)
+    for record in records:
+        for item in record["annotations"] + record["binaryAnnotations"]:
+            old = json.dumps(item["endpoint"]["serviceName"])
+            text = text.replace(f'"serviceName": {old}', f'"serviceName": "{service_name}"')
+    result: list[dict[str, Any]] = json.loads(text)
+    return result
+
+
+def test_all_vectors_in_one_process(spans, caplog):
+    """As an application's test suite runs: one Baseplate per case, each with
+    its own service name and sample rate, on the one tracer provider of the
+    process. Every queue is read only after all cases ran, so a span that
+    reached another case's queue would show up there."""
+    all_cases = vectors.load("tracing")["cases"]
+    names = [f"bp-seq-{uuid.uuid4().hex[:8]}-{index}" for index in range(len(all_cases))]
+    queues = [
+        posix_ipc.MessageQueue(
+            f"/traces-{name}", flags=posix_ipc.O_CREX, max_messages=4, max_message_size=8192
+        )
+        for name in names
+    ]
+    try:
+        clients = [
+            run_case({**case, "service_name": f"service-{index}"}, name)
+            for index, (case, name) in enumerate(zip(all_cases, names, strict=True))
+        ]
+        for client in clients:
+            assert client.flush(timeout_seconds=10)
+        for index, (case, name) in enumerate(zip(all_cases, names, strict=True)):
+            normaliser = Normaliser(case)
+            records = [normaliser.record(record) for record in read_records(name)]
+            expected = renamed(case["expected_records"], f"service-{index}")
+            assert records == expected, case["desc"]
+    finally:
+        for queue in queues:
+            queue.close()
+            queue.unlink()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
