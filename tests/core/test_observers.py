@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from baseplate.context import ContextFactory
+from baseplate.context import ContextFactory, ContextObserver, ContextSpanObserver
 from baseplate.core import (
     Baseplate,
     BaseplateObserver,
@@ -16,6 +16,7 @@ from baseplate.core import (
     Span,
     SpanObserver,
     TraceInfo,
+    WrappedRequestContext,
     _spans,
 )
 from baseplate.testing import RecordingObserver
@@ -166,14 +167,51 @@ def test_span_types_and_attributes(baseplate, spans):
     assert local.parent_id == 30
 
 
-def test_local_span_gets_its_own_context_copy(baseplate, spans):
+def test_local_span_gets_a_wrapped_context(baseplate, spans):
     context = SimpleNamespace(shared="value")
     server = baseplate.make_server_span(context, "handler")
     local = server.make_child("op", local=True, component_name="comp")
-    assert local.context is not context
+    assert isinstance(local.context, WrappedRequestContext)
     assert local.context.trace is local
     assert local.context.shared == "value"
     assert context.trace is server
+    # Setting an attribute through the wrapper sets it on the request's context.
+    local.context.written = 1
+    assert context.written == 1
+    # A local span of a local span wraps the request's context afresh.
+    nested = local.make_child("inner", local=True, component_name="comp")
+    assert nested.context.trace is nested
+    assert local.context.trace is local
+    assert nested.context.shared == "value"
+
+
+def test_wrapped_request_context_shadows_without_changing_the_context():
+    context = SimpleNamespace(client="request's", other=1)
+    wrapped = WrappedRequestContext(context)
+    wrapped.shadow_context_attr("client", "local")
+    assert (wrapped.client, context.client, wrapped.other) == ("local", "request's", 1)
+    clone = wrapped.clone()
+    assert clone.client == "request's"
+    with pytest.raises(AttributeError):
+        _ = wrapped.missing
+
+
+def test_local_spans_get_context_clients_of_their_own(spans):
+    class NamingFactory(ContextFactory):
+        def make_object_for_context(self, name, span):
+            return f"{name} for {span.name}"
+
+    bp = Baseplate()
+    bp.add_to_context("client", NamingFactory())
+    context = SimpleNamespace()
+    server = bp.make_server_span(context, "request")
+    local = server.make_child("op", local=True, component_name="comp")
+    remote = server.make_child("call")
+    assert context.client == "client for request"
+    assert local.context.client == "client for op"
+    assert remote.context.client == "client for request"
+    assert any(isinstance(o, ContextSpanObserver) for o in server.observers)
+    assert any(isinstance(o, ContextObserver) for o in bp.observers)
 
 
 def test_local_span_requires_component_name(baseplate, recorder):
