@@ -38,9 +38,9 @@ def test_each_baseplate_exports_its_own_spans(spans):
 
     with request(first, "one") as server, server.make_child("one.child"):
         pass
-    with request(second, "two") as server:
-        with server.make_child("two.local", local=True, component_name="c"):
-            pass
+    server = request(second, "two")
+    with server, server.make_child("two.local", local=True, component_name="c"):
+        pass
     assert first_client.flush() and second_client.flush()
 
     assert names(first_spans) == ["one.child", "one"]
@@ -56,10 +56,12 @@ def test_spans_of_other_libraries_follow_the_request_they_started_in(spans):
     second, second_client, second_spans = traced_baseplate("second")
     tracer = trace.get_tracer("some.instrumentation")
 
-    with request(first, "one"):
-        with tracer.start_as_current_span("native.one"):
-            with tracer.start_as_current_span("native.nested"):
-                pass
+    with (
+        request(first, "one"),
+        tracer.start_as_current_span("native.one"),
+        tracer.start_as_current_span("native.nested"),
+    ):
+        pass
     with request(second, "two"), tracer.start_as_current_span("native.two"):
         pass
     assert first_client.flush() and second_client.flush()
