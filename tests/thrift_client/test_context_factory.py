@@ -172,13 +172,15 @@ def test_no_b3_headers(baseplate, server):
     }
 
 
-def test_calls_in_a_local_span_are_children_of_the_server_span(baseplate, server, children):
+def test_calls_in_a_local_span_are_children_of_the_local_span(baseplate, server, spans):
+    """As in the original: a local span's context has a client of its own."""
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler") as server_span:  # noqa: SIM117
         with server_span.make_child("work", local=True, component_name="jobs") as local:
             local.context.example.echo("x")
-    assert [span.name for span in children.spans] == ["work", "example.echo"]
-    assert server.calls[0].headers[b"Parent"] == str(server_span.id).encode()
+        context.example.echo("y")
+    assert server.calls[0].headers[b"Parent"] == str(local.id).encode()
+    assert server.calls[1].headers[b"Parent"] == str(server_span.id).encode()
 
 
 # -- spans and metrics ----------------------------------------------------------------

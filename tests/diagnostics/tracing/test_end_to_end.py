@@ -34,7 +34,8 @@ def test_records_reach_zipkin_through_the_publisher(desc, queue_name, zipkin, tm
     sidecar = Sidecar(
         tmp_path,
         queue_name,
-        f"[trace-publisher:{queue_name}]\nzipkin_api_url = http://127.0.0.1:{zipkin.port}/api/v1\n",
+        f"[trace-publisher:{queue_name}]\nzipkin_api_url = http://127.0.0.1:{zipkin.port}/api/v1\n"
+        "metrics.namespace = trace-publisher\n",
     )
     try:
         sidecar.wait_until_ready()
