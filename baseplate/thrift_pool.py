@@ -16,8 +16,8 @@ A basic example of usage::
         client.do_example_thing()
 
 Every error the pool raises is a :class:`~thrift.transport.TTransport.TTransportException`
-whose message names the endpoint: a connection that cannot be opened
-(``NOT_OPEN``), no connection becoming free in time or a call taking too long
+whose message names the endpoint: a connection that cannot be opened or no
+connection becoming free in time (``NOT_OPEN``), a call taking too long
 (``TIMED_OUT``), a connection lost mid-call (``END_OF_FILE`` or ``UNKNOWN``).
 
 The pool blocks with :mod:`queue` and :mod:`socket`, which gevent's
@@ -28,12 +28,12 @@ a request waiting for a connection lets the others run.
 from __future__ import annotations
 
 import datetime
+import logging
 import queue
 import socket
 import time
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -44,14 +44,19 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TTransportException
 
 from baseplate import config
+from baseplate.retry import RetryPolicy
 
 __all__ = ["ThriftConnectionPool", "thrift_pool_from_config"]
 
-#: The defaults of the constructor, which the configuration keys share.
+logger = logging.getLogger(__name__)
+
+#: The defaults of the constructor, which the configuration keys share (but
+#: for ``max_age``, whose configuration default is shorter, as in the original).
 DEFAULT_SIZE = 10
 DEFAULT_MAX_AGE = datetime.timedelta(seconds=120)
 DEFAULT_TIMEOUT = datetime.timedelta(seconds=1)
 DEFAULT_MAX_RETRIES = 3
+_CONFIG_DEFAULT_MAX_AGE = datetime.timedelta(minutes=1)
 
 
 def _positive_timespan(text: str) -> datetime.timedelta:
@@ -64,7 +69,7 @@ def _positive_timespan(text: str) -> datetime.timedelta:
 _CONFIG_SPEC: config.ConfigSpec = {
     "endpoint": config.Endpoint,
     "size": config.Optional(config.at_least(1), default=DEFAULT_SIZE),
-    "max_age": config.Optional(config.Timespan, default=DEFAULT_MAX_AGE),
+    "max_age": config.Optional(config.Timespan, default=_CONFIG_DEFAULT_MAX_AGE),
     "timeout": config.Optional(_positive_timespan, default=DEFAULT_TIMEOUT),
     "max_retries": config.Optional(config.at_least(1), default=DEFAULT_MAX_RETRIES),
 }
@@ -92,8 +97,9 @@ def thrift_pool_from_config(
         The size of the connection pool (default 10).
     ``max_age``
         The oldest a connection can be before it's recycled and replaced with
-        a new one. Written as a time span e.g. ``1 minute`` (default 2
-        minutes).
+        a new one. Written as a time span e.g. ``1 minute`` (default 1
+        minute; the constructor's own default is 120 seconds, as in the
+        original).
     ``timeout``
         The maximum amount of time a connection attempt or RPC call can take
         before a timeout error is raised, e.g. ``500 milliseconds`` (default
@@ -104,25 +110,25 @@ def thrift_pool_from_config(
 
     :raises baseplate.config.ConfigurationError: A key is missing or has a
         bad value; the error names the full key.
-    :raises ValueError: ``prefix`` does not end with a dot.
+    :raises ValueError: ``prefix`` is not dot-separated names ending with a
+        dot.
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    group = prefix[:-1]
+    names = prefix.split(".")
+    if names[-1] != "" or not all(names[:-1]):
+        raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
+    names.pop()
     spec: config.ConfigSpec = {k: v for k, v in _CONFIG_SPEC.items() if k not in kwargs}
-    parsed = config.parse_config(app_config, {group: spec})[group]
+    # A prefix of several names (``services.example.``) is a nested group.
+    for name in reversed(names):
+        spec = {name: spec}
+    parsed = config.parse_config(app_config, spec)
+    for name in names:
+        parsed = parsed[name]
     return ThriftConnectionPool(**{**parsed, **kwargs})
 
 
 #: The shortest socket timeout the pool sets, when a retry budget is nearly spent.
 _MIN_TIMEOUT = 0.001
-
-
-@dataclass(frozen=True)
-class _Connection:
-    protocol: TProtocolBase
-    socket: TSocket
-    opened_at: float
 
 
 def _seconds(value: float | datetime.timedelta) -> float:
@@ -138,16 +144,82 @@ def _is_declared(error: BaseException) -> bool:
     )
 
 
+def _connect(endpoint: config.EndpointConfiguration, timeout: float | None) -> socket.socket:
+    if endpoint.family == socket.AF_UNIX:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(endpoint.address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    assert isinstance(endpoint.address, tuple)
+    sock = socket.create_connection(endpoint.address, timeout=timeout)
+    try:
+        # Thrift writes a call in several small pieces; don't let Nagle hold them back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _PoolSocket(TSocket):  # type: ignore[misc]  # thrift is untyped
+    """A :class:`~thrift.transport.TSocket.TSocket` that opens the pool's way.
+
+    Thrift's own ``open`` logs every failed attempt as an error, which a pool
+    that retries and then raises should not do, and leaves Nagle's algorithm
+    on. Everything else (timeouts, reads, writes, ``isOpen``) is inherited.
+    """
+
+    handle: socket.socket | None
+    _timeout: float | None
+
+    def __init__(self, endpoint: config.EndpointConfiguration) -> None:
+        if endpoint.family == socket.AF_UNIX:
+            assert isinstance(endpoint.address, str)
+            super().__init__(unix_socket=endpoint.address)
+        else:
+            assert isinstance(endpoint.address, tuple)
+            host, port = endpoint.address
+            super().__init__(host, port, socket_family=endpoint.family)
+        self.endpoint = endpoint
+
+    def open(self) -> None:
+        if self.handle is not None:
+            raise TTransportException(TTransportException.ALREADY_OPEN, "already open")
+        try:
+            self.handle = _connect(self.endpoint, self._timeout)
+        except OSError as exc:
+            raise TTransportException(
+                TTransportException.NOT_OPEN,
+                f"could not connect to Thrift service at {self.endpoint}: {exc}",
+                inner=exc,
+            ) from exc
+
+
+_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def _make_transport(endpoint: config.EndpointConfiguration) -> TSocket:
+    """Make an unopened socket transport to ``endpoint``."""
+    if endpoint.family not in _FAMILIES:
+        raise ValueError(f"unsupported endpoint family {endpoint.family!r} for {endpoint!r}")
+    return _PoolSocket(endpoint)
+
+
 class ThriftConnectionPool:
     """A pool that maintains a queue of open Thrift connections.
 
     :param endpoint: The remote address of the Thrift service (a TCP
-        ``host:port`` or a Unix domain socket).
+        ``host:port``, IPv4 or IPv6, or a Unix domain socket).
     :type endpoint: baseplate.config.EndpointConfiguration
     :param size: The maximum number of connections that can be open before
         new attempts to open block.
     :param max_age: The maximum number of seconds a connection should be kept
-        alive. Connections older than this will be reaped.
+        alive. Connections older than this will be reaped. The age is
+        measured on the wall clock, as in the original.
     :param timeout: The maximum number of seconds a connection attempt or
         RPC call can take before a timeout error is raised; also how long
         :meth:`connection` waits for a connection when all are in use.
@@ -166,6 +238,10 @@ class ThriftConnectionPool:
        ``max_age`` and ``timeout`` may also be given as
        :class:`datetime.timedelta` (as the configuration parses them), and a
        Unix domain socket endpoint is accepted.
+
+    .. versionchanged:: 0.31
+       An endpoint of another family raises :exc:`ValueError` here; the
+       original failed when it first tried to connect.
     """
 
     def __init__(
@@ -177,6 +253,10 @@ class ThriftConnectionPool:
         max_retries: int = DEFAULT_MAX_RETRIES,
         protocol_factory: TProtocolFactory | None = None,
     ) -> None:
+        if endpoint.family not in _FAMILIES:
+            raise ValueError(
+                f"endpoint must be a TCP or Unix domain socket endpoint, not {endpoint!r}"
+            )
         if size < 1:
             raise ValueError(f"size must be at least 1, not {size!r}")
         if max_retries < 1:
@@ -191,81 +271,80 @@ class ThriftConnectionPool:
         self.timeout = _seconds(timeout)
         self.max_retries = max_retries
         self.protocol_factory = protocol_factory or THeaderProtocolFactory()
-        # LIFO, so the warmest connection is reused and idle ones age out.
-        # A slot is None until it has a connection (they are opened lazily).
-        self._slots: queue.LifoQueue[_Connection | None] = queue.LifoQueue()
+        # How opening a connection is retried, under the original's name.
+        self.retry_policy = RetryPolicy.new(attempts=max_retries)
+        # The slots, under the original's name: an idle connection's protocol,
+        # or None until the slot has one (connections are opened lazily). LIFO,
+        # so the warmest connection is reused and idle ones age out.
+        self.pool: queue.LifoQueue[TProtocolBase | None] = queue.LifoQueue()
         for _ in range(size):
-            self._slots.put(None)
+            self.pool.put(None)
 
     def __repr__(self) -> str:
         return f"<ThriftConnectionPool {self.endpoint} size={self.size}>"
 
-    # -- opening connections --------------------------------------------------------
-
-    def _connect(self, timeout: float) -> socket.socket:
-        endpoint = self.endpoint
-        if endpoint.family == socket.AF_UNIX:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(endpoint.address)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        assert isinstance(endpoint.address, tuple)
-        sock = socket.create_connection(endpoint.address, timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-
-    def _open(self, timeout: float) -> _Connection:
-        """Open a connection, trying up to ``max_retries`` times."""
-        last_error: OSError | None = None
-        for _ in range(self.max_retries):
-            try:
-                sock = self._connect(timeout)
-            except OSError as exc:
-                last_error = exc
-                continue
-            transport = TSocket()
-            transport.setHandle(sock)
-            try:
-                protocol = self.protocol_factory.getProtocol(transport)
-            except BaseException:
-                transport.close()
-                raise
-            return _Connection(protocol, transport, time.monotonic())
-        raise TTransportException(
-            TTransportException.NOT_OPEN,
-            f"could not connect to Thrift service at {self.endpoint} "
-            f"after {self.max_retries} attempt(s): {last_error}",
-            inner=last_error,
-        )
-
     # -- checking connections out and in --------------------------------------------
 
-    def _checkout(self, timeout: float) -> _Connection:
+    def _acquire(self, timeout: float | None = None) -> TProtocolBase:
+        """Take a slot and return an open connection's protocol.
+
+        A slot's connection is reused unless it is older than ``max_age`` or
+        was closed; otherwise a new one is opened, as the retry policy allows.
+        If none can be, the slot is given back empty and the error raised.
+        """
+        if timeout is None:
+            timeout = self.timeout
         try:
-            slot = self._slots.get(timeout=timeout)
+            protocol = self.pool.get(block=True, timeout=timeout)
         except queue.Empty:
             raise TTransportException(
-                TTransportException.TIMED_OUT,
+                TTransportException.NOT_OPEN,
                 f"no connection to Thrift service at {self.endpoint} became free "
                 f"within {timeout:g} seconds (all {self.size} in use)",
             ) from None
         try:
-            if slot is not None:
-                if time.monotonic() - slot.opened_at <= self.max_age and slot.socket.isOpen():
-                    return slot
-                slot.socket.close()  # too old, or closed by the server
+            if protocol is not None:
+                # Wall-clock age, as in the original, which stamped it on the protocol.
+                age = time.time() - protocol.baseplate_birthdate
+                if age < self.max_age and protocol.trans.isOpen():
+                    return protocol
+                protocol.trans.close()
             return self._open(timeout)
         except BaseException:
-            self._slots.put(None)
+            self.pool.put(None)
             raise
+
+    def _open(self, timeout: float) -> TProtocolBase:
+        last_error: TTransportException | None = None
+        attempts = 0
+        for _ in self.retry_policy:
+            attempts += 1
+            transport = _make_transport(self.endpoint)
+            transport.setTimeout(timeout * 1000)
+            protocol = self.protocol_factory.getProtocol(transport)
+            try:
+                transport.open()
+            except TTransportException as exc:
+                logger.info("%s: connect attempt %d failed: %s", self.endpoint, attempts, exc)
+                last_error = exc
+                continue
+            protocol.baseplate_birthdate = time.time()
+            protocol._baseplate_transport = transport
+            return protocol
+        cause = last_error.inner if last_error and last_error.inner else last_error
+        raise TTransportException(
+            TTransportException.NOT_OPEN,
+            f"could not connect to Thrift service at {self.endpoint} "
+            f"after {attempts} attempt(s): {cause}",
+            inner=cause,
+        )
+
+    def _release(self, protocol: TProtocolBase) -> None:
+        """Return a connection's slot: with the connection if it is still open."""
+        if protocol.trans.isOpen():
+            self.pool.put(protocol)
+        else:
+            self.pool.put(None)
 
     def connection(self) -> AbstractContextManager[TProtocolBase]:
         """Acquire a connection from the pool.
@@ -277,7 +356,8 @@ class ThriftConnectionPool:
         When the context is exited, the connection is returned to the pool.
         However, if it was exited via an unexpected exception (anything but
         an exception declared in the service's IDL), the connection is closed
-        instead because the state of the connection is unknown.
+        instead because the state of the connection is unknown. A connection
+        found closed when it is returned (the server hung up) is dropped too.
 
         :raises thrift.transport.TTransport.TTransportException: No
             connection became free in time, a connection could not be opened,
@@ -295,13 +375,6 @@ class ThriftConnectionPool:
             timeout = max(min(timeout, time_limit), _MIN_TIMEOUT)
         return _CheckedOutConnection(self, timeout)
 
-    def _release(self, connection: _Connection, error: BaseException | None) -> None:
-        if error is None or _is_declared(error):
-            self._slots.put(connection)
-        else:
-            connection.socket.close()
-            self._slots.put(None)
-
     def close(self) -> None:
         """Close the idle connections; the pool stays usable.
 
@@ -313,13 +386,13 @@ class ThriftConnectionPool:
         idle = []
         while True:
             try:
-                idle.append(self._slots.get_nowait())
+                idle.append(self.pool.get_nowait())
             except queue.Empty:
                 break
-        for slot in idle:
-            if slot is not None:
-                slot.socket.close()
-            self._slots.put(None)
+        for protocol in idle:
+            if protocol is not None:
+                protocol.trans.close()
+            self.pool.put(None)
 
 
 class _CheckedOutConnection(AbstractContextManager[TProtocolBase]):
@@ -328,22 +401,31 @@ class _CheckedOutConnection(AbstractContextManager[TProtocolBase]):
     A class rather than a generator: the exceptions that the Thrift compiler
     generates are immutable, and :func:`contextlib.contextmanager` fails
     when it re-raises one (it sets ``__traceback__``).
+
+    An idle connection's socket has the pool's ``timeout``; a checkout with a
+    shorter one sets it for the time of the checkout.
     """
 
     def __init__(self, pool: ThriftConnectionPool, timeout: float) -> None:
         self.pool = pool
         self.timeout = timeout
-        self.connection: _Connection | None = None
+        self.protocol: TProtocolBase | None = None
+
+    def _set_timeout(self, protocol: TProtocolBase, timeout: float) -> None:
+        if self.timeout != self.pool.timeout:
+            # Closed or not, the socket transport only records it then.
+            protocol._baseplate_transport.setTimeout(timeout * 1000)
 
     def __enter__(self) -> TProtocolBase:
-        connection = self.pool._checkout(self.timeout)
+        protocol = self.pool._acquire(self.timeout)
         try:
-            connection.socket.setTimeout(self.timeout * 1000)
-        except BaseException as exc:
-            self.pool._release(connection, exc)
+            self._set_timeout(protocol, self.timeout)
+        except BaseException:
+            protocol.trans.close()
+            self.pool._release(protocol)
             raise
-        self.connection = connection
-        return connection.protocol
+        self.protocol = protocol
+        return protocol
 
     def __exit__(
         self,
@@ -351,10 +433,16 @@ class _CheckedOutConnection(AbstractContextManager[TProtocolBase]):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        connection, self.connection = self.connection, None
-        if connection is None:
+        protocol, self.protocol = self.protocol, None
+        if protocol is None:
             return
-        self.pool._release(connection, exc_value)
+        try:
+            if exc_value is not None and not _is_declared(exc_value):
+                # A reply may still be on its way: the connection can't be reused.
+                protocol.trans.close()
+            self._set_timeout(protocol, self.pool.timeout)
+        finally:
+            self.pool._release(protocol)
         endpoint = self.pool.endpoint
         if isinstance(exc_value, OSError):
             timed_out = isinstance(exc_value, TimeoutError)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from thrift.protocol.THeaderProtocol import THeaderProtocol
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import TTransportException
 
+from baseplate import thrift_pool
 from baseplate.config import ConfigurationError, Endpoint, EndpointConfiguration
 from baseplate.thrift_pool import ThriftConnectionPool, thrift_pool_from_config
 from tests.server import free_port
@@ -69,6 +71,19 @@ def test_max_age_zero_opens_a_connection_per_checkout(server, make_pool, generat
     assert server.connections == 2
 
 
+def test_max_age_is_measured_on_the_wall_clock(server, make_pool, generated, clock):
+    # As in the original, a connection is stamped with time.time() when opened.
+    pool = make_pool(server.endpoint, max_age=120)
+    with pool.connection() as protocol:
+        assert protocol.baseplate_birthdate == clock.now
+    clock.now += 119
+    call_echo(pool, generated)
+    assert server.connections == 1
+    clock.now += 2
+    call_echo(pool, generated)
+    assert server.connections == 2
+
+
 def test_other_protocol_factories(server, make_pool, generated):
     # The test server also accepts unframed binary clients, without headers.
     pool = make_pool(server.endpoint, protocol_factory=TBinaryProtocolFactory())
@@ -86,7 +101,8 @@ def test_exhausted_pool_waits_for_timeout_then_raises(server, make_pool, generat
     with pool.connection(), pytest.raises(TTransportException) as excinfo:  # noqa: SIM117
         with pool.connection():
             pass
-    assert excinfo.value.type == TTransportException.TIMED_OUT
+    # NOT_OPEN, as in the original: no connection could be had.
+    assert excinfo.value.type == TTransportException.NOT_OPEN
     assert str(server.endpoint) in str(excinfo.value)
     assert "in use" in str(excinfo.value)
     # The slot came back: the pool is usable.
@@ -171,6 +187,84 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(server, make_pool
     server.start()  # same address; the pooled connection is dead
     assert call_echo(pool, generated, "again") == "again"
     assert server.connections == 2
+
+
+def test_a_connection_the_server_closed_during_use_is_not_pooled(server, make_pool, generated):
+    pool = make_pool(server.endpoint, size=1)
+    with pool.connection() as protocol:
+        assert generated.ExampleService.Client(protocol).echo("last") == "last"
+        server.stop()  # hangs up on the connection in use
+        server.start()
+    # Found closed when it came back, its slot was returned empty (the
+    # original's ``pool`` attribute holds the slots).
+    assert list(pool.pool.queue) == [None]
+    assert call_echo(pool, generated, "new") == "new"
+    assert server.connections == 2
+
+
+def test_a_shorter_timeout_lasts_only_for_its_checkout(server, make_pool, generated):
+    # The context factory checks out with what is left of a retry budget.
+    pool = make_pool(server.endpoint, size=1, timeout=5)
+    with pytest.raises(TTransportException) as excinfo:  # noqa: SIM117
+        with pool._connection(0.1) as protocol:
+            generated.ExampleService.Client(protocol).sleep(0.5)
+    assert excinfo.value.type == TTransportException.TIMED_OUT
+    with pool._connection(0.2) as protocol:
+        assert generated.ExampleService.Client(protocol).echo("quick") == "quick"
+    # The same connection, back to the pool's own timeout.
+    with pool.connection() as protocol:
+        generated.ExampleService.Client(protocol).sleep(0.3)
+    assert server.connections == 2
+
+
+# -- opening connections ------------------------------------------------------------
+
+
+def test_a_failed_connect_is_retried(server, make_pool, generated, monkeypatch, caplog):
+    # A connect that fails once and then works can't be staged reliably with
+    # a real server (the pool does not wait between attempts): inject it.
+    real_connect = thrift_pool._connect
+    failures = [ConnectionRefusedError(111, "Connection refused")]
+
+    def flaky_connect(endpoint, timeout):
+        if failures:
+            raise failures.pop()
+        return real_connect(endpoint, timeout)
+
+    monkeypatch.setattr(thrift_pool, "_connect", flaky_connect)
+    pool = make_pool(server.endpoint, max_retries=2)
+    with caplog.at_level(logging.INFO, logger="baseplate.thrift_pool"):
+        assert call_echo(pool, generated) == "hi"
+    assert server.connections == 1
+    assert "connect attempt 1 failed" in caplog.text
+    assert "Connection refused" in caplog.text
+
+
+def test_the_retry_policy_limits_the_attempts(make_pool, generated, monkeypatch):
+    attempts = []
+    real_connect = thrift_pool._connect
+
+    def counting_connect(endpoint, timeout):
+        attempts.append(timeout)
+        return real_connect(endpoint, timeout)
+
+    monkeypatch.setattr(thrift_pool, "_connect", counting_connect)
+    endpoint = EndpointConfiguration(socket.AF_INET, ("127.0.0.1", free_port()))
+    pool = make_pool(endpoint, max_retries=4, timeout=0.5)
+    with pytest.raises(TTransportException, match=r"after 4 attempt\(s\)"):
+        call_echo(pool, generated)
+    assert attempts == [0.5] * 4
+    # The slot came back empty: the pool still has all its slots.
+    assert list(pool.pool.queue) == [None] * pool.size
+
+
+def test_failed_connects_are_not_logged_as_errors(make_pool, generated, caplog):
+    endpoint = EndpointConfiguration(socket.AF_INET, ("127.0.0.1", free_port()))
+    pool = make_pool(endpoint, max_retries=2)
+    with caplog.at_level(logging.DEBUG), pytest.raises(TTransportException):
+        call_echo(pool, generated)
+    # The error is raised to the caller; Thrift's own TSocket would also log it.
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # -- the server goes away and comes back ---------------------------------------------
@@ -301,6 +395,18 @@ def test_constructor_rejects_bad_arguments(server, argument, value):
         ThriftConnectionPool(server.endpoint, **{argument: value})
 
 
+def test_constructor_rejects_an_endpoint_it_cannot_connect_to():
+    endpoint = EndpointConfiguration(socket.AF_UNSPEC, None)
+    with pytest.raises(ValueError, match="endpoint must be a TCP or Unix domain socket"):
+        ThriftConnectionPool(endpoint)
+
+
+def test_constructor_keeps_the_originals_attributes(server):
+    pool = ThriftConnectionPool(server.endpoint, size=3, max_retries=2)
+    assert len(list(pool.retry_policy)) == 2
+    assert list(pool.pool.queue) == [None] * 3
+
+
 def test_from_config():
     pool = thrift_pool_from_config(
         {
@@ -323,7 +429,8 @@ def test_from_config_defaults_and_nested_prefix():
         {"services.example.endpoint": "/run/ex.sock"}, "services.example."
     )
     assert pool.endpoint == EndpointConfiguration(socket.AF_UNIX, "/run/ex.sock")
-    assert (pool.size, pool.max_age, pool.timeout, pool.max_retries) == (10, 120, 1, 3)
+    # max_age defaults to a minute from the configuration, as in the original.
+    assert (pool.size, pool.max_age, pool.timeout, pool.max_retries) == (10, 60, 1, 3)
 
 
 def test_from_config_keyword_arguments_take_precedence():
@@ -364,6 +471,16 @@ def test_from_config_bad_values_name_the_key(key, value, problem):
     assert excinfo.value.key == f"ex.{key}"
 
 
-def test_from_config_prefix_must_end_with_a_dot():
+@pytest.mark.parametrize("prefix", ["ex", ".", "a..b.", ".ex."])
+def test_from_config_prefix_must_be_names_ending_with_a_dot(prefix):
     with pytest.raises(ValueError, match="dot"):
-        thrift_pool_from_config({"ex.endpoint": "localhost:1"}, "ex")
+        thrift_pool_from_config({"ex.endpoint": "localhost:1"}, prefix)
+
+
+def test_from_config_nested_prefix_bad_value_names_the_full_key():
+    with pytest.raises(ConfigurationError) as excinfo:
+        thrift_pool_from_config(
+            {"services.example.endpoint": "localhost:1", "services.example.size": "0"},
+            "services.example.",
+        )
+    assert excinfo.value.key == "services.example.size"
