@@ -250,7 +250,7 @@ def test_graceful_stop_does_not_wait_for_idle_keep_alive_connections(servers, ap
 
 
 def test_stop_timeout_bounds_the_wait_for_slow_requests(servers, app_dir):
-    write(app_dir / "short.ini", INI.format(stop_timeout="0.5 seconds"))
+    write(app_dir / "short.ini", INI.format(stop_timeout="500 milliseconds"))
     server = servers.start("short.ini", "--bind", "127.0.0.1:0", cwd=app_dir)
     address = server.address()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
