@@ -143,28 +143,16 @@ class ServiceInventory:
         #: The path of the inventory file.
         self.filename = filename
         self._watcher = FileWatcher(filename, _parse)
-        self._last: _Inventory | None = None
-        self._stale = False
         self._unavailable: WatchedFileNotAvailableError | None = None
 
     def _get_inventory(self) -> _Inventory | None:
+        # Once loaded, the watcher keeps (and logs about) the last good
+        # inventory itself; it raises only while none has ever been loaded.
         try:
-            inventory = self._watcher.get_data()
+            return self._watcher.get_data()
         except WatchedFileNotAvailableError as exc:
             self._unavailable = exc
-            if self._last is not None and not self._stale:
-                logger.warning(
-                    "%s: inventory unavailable, serving the last one seen: %s",
-                    self.filename,
-                    exc.inner,
-                )
-            self._stale = self._last is not None
-            return self._last
-        if self._stale:
-            logger.info("%s: inventory available again", self.filename)
-            self._stale = False
-        self._last = inventory
-        return inventory
+            return None
 
     def get_backends(self) -> list[Backend]:
         """Return a list of all available backends in the inventory.

@@ -177,7 +177,7 @@ def test_deleted_file_keeps_the_last_inventory(inventory_path, caplog):
     seen = inventory.get_backends()
 
     inventory_path.unlink()
-    with caplog.at_level(logging.INFO, logger="baseplate.service_discovery"):
+    with caplog.at_level(logging.INFO, logger="baseplate.file_watcher"):
         assert inventory.get_backends() == seen
         assert inventory.get_backend() in seen
         assert inventory.get_backends() == seen
@@ -187,9 +187,9 @@ def test_deleted_file_keeps_the_last_inventory(inventory_path, caplog):
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert len(messages) == 2  # one warning per outage, not per call
     assert messages[0][0] == logging.WARNING
-    assert "serving the last one seen" in messages[0][1]
+    assert str(inventory_path) in messages[0][1]
     assert messages[1][0] == logging.INFO
-    assert "available again" in messages[1][1]
+    assert "loaded again" in messages[1][1]
 
 
 def test_corrupt_rewrite_keeps_the_last_inventory(inventory_path):

@@ -175,7 +175,7 @@ def test_no_b3_headers(baseplate, server):
 def test_calls_in_a_local_span_are_children_of_the_local_span(baseplate, server, spans):
     """As in the original: a local span's context has a client of its own."""
     context = SimpleNamespace()
-    with baseplate.make_server_span(context, "handler") as server_span:  # noqa: SIM117
+    with baseplate.make_server_span(context, "handler") as server_span:
         with server_span.make_child("work", local=True, component_name="jobs") as local:
             local.context.example.echo("x")
         context.example.echo("y")
