@@ -23,6 +23,7 @@ keys whose names are not known in advance.
 
 from __future__ import annotations
 
+import abc
 import base64
 import datetime
 import grp
@@ -35,6 +36,7 @@ from typing import IO, Any, NamedTuple, TypeAlias, TypeVar, overload
 __all__ = [
     "Base64",
     "Boolean",
+    "CallableParser",
     "ConfigNamespace",
     "ConfigSpec",
     "ConfigurationError",
@@ -45,9 +47,12 @@ __all__ = [
     "File",
     "Float",
     "Integer",
+    "InternetAddress",
     "OneOf",
     "Optional",
+    "Parser",
     "Percent",
+    "SpecParser",
     "String",
     "Timespan",
     "TupleOf",
@@ -77,6 +82,17 @@ class ConfigurationError(Exception):
         return f"{self.key}: {self.error}"
 
 
+class InternetAddress(NamedTuple):
+    """The address of an :data:`socket.AF_INET` or :data:`socket.AF_INET6` endpoint.
+
+    A ``(host, port)`` pair, as :meth:`socket.socket.connect` takes it, whose
+    parts can also be read by name.
+    """
+
+    host: str
+    port: int
+
+
 class EndpointConfiguration(NamedTuple):
     """A description of a remote endpoint, as returned by :func:`Endpoint`.
 
@@ -88,7 +104,8 @@ class EndpointConfiguration(NamedTuple):
     """One of :data:`socket.AF_INET`, :data:`socket.AF_INET6` or :data:`socket.AF_UNIX`."""
 
     address: tuple[str, int] | str
-    """A ``(host, port)`` pair, or the socket path for :data:`socket.AF_UNIX`."""
+    """A ``(host, port)`` pair (:func:`Endpoint` gives an :class:`InternetAddress`),
+    or the socket path for :data:`socket.AF_UNIX`."""
 
     def __str__(self) -> str:
         if isinstance(self.address, str):
@@ -100,14 +117,14 @@ class EndpointConfiguration(NamedTuple):
 
 
 class ConfigNamespace(dict[str, Any]):
-    """The parsed configuration: a dict whose keys can also be read as attributes.
+    """The parsed configuration: a dict whose keys are also its attributes.
 
-    ``cfg.nested.once`` is ``cfg["nested"]["once"]``. Keys that clash with
-    dict methods (``items``, ``keys``...) must be read with subscripts.
-
-    .. versionadded:: 0.31
-       The reference left the type of the result unspecified.
+    ``cfg.nested.once`` is ``cfg["nested"]["once"]``, and setting or deleting
+    an attribute sets or deletes the key, as in the original. Keys that clash
+    with dict methods (``items``, ``keys``...) must be read with subscripts.
     """
+
+    __slots__ = ()
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -115,8 +132,135 @@ class ConfigNamespace(dict[str, Any]):
         except KeyError:
             raise AttributeError(name) from None
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
 
-class DictOf:
+    def __delattr__(self, name: str) -> None:
+        try:
+            del self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class _InvalidSpecError(AssertionError):
+    """A spec that cannot describe any configuration: a bug in the program.
+
+    It is an :exc:`AssertionError`, as the original raised, because no
+    configuration file can fix it. ``key`` is the dotted path of the bad entry
+    within the spec (empty for the spec itself), so that nested specs can
+    report the full path.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(key, problem)
+        self.key = key
+        self.problem = problem
+
+    def under(self, parent: str) -> _InvalidSpecError:
+        return _InvalidSpecError(f"{parent}.{self.key}" if self.key else parent, self.problem)
+
+    def __str__(self) -> str:
+        if not self.key:
+            return f"invalid config spec: {self.problem}"
+        return f"invalid config spec at {self.key!r}: {self.problem}"
+
+
+class Parser(abc.ABC):
+    """Parses one part of the raw configuration: the base of spec nodes.
+
+    :func:`parse_config` turns a spec into a tree of parsers with
+    :meth:`from_spec` and parses from its root. A parser can also be used on
+    its own, to read a group of keys under a prefix that is only known at run
+    time::
+
+        options = config.SpecParser({"timeout": config.Timespan}).parse("backend", raw)
+        options.timeout  # parsed from "backend.timeout"
+
+    Subclasses can be put in a spec to parse keys in ways the built-in nodes
+    do not.
+    """
+
+    @staticmethod
+    def from_spec(spec: _SpecNode) -> Parser:
+        """Return the parser for a spec node.
+
+        A :class:`Parser` is returned as is, a dict becomes a
+        :class:`SpecParser` and any other callable a :class:`CallableParser`.
+
+        :raises AssertionError: ``spec`` is none of these, or a dict in it has
+            a key containing a dot; the message names the offending key.
+        """
+        if isinstance(spec, Parser):
+            return spec
+        if isinstance(spec, dict):
+            return SpecParser(spec)
+        if callable(spec):
+            return CallableParser(spec)
+        raise _InvalidSpecError("", f"{spec!r} is not a parser, a spec dict or a DictOf")
+
+    @abc.abstractmethod
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
+        """Parse and return the part of ``raw_config`` at ``key_path``.
+
+        :param key_path: The dotted key this parser reads, or the prefix of
+            the keys it reads; ``""`` for the root of the configuration.
+        :param raw_config: The whole raw configuration.
+        :raises ConfigurationError: A value violates the spec.
+        """
+
+
+class SpecParser(Parser):
+    """Parses a fixed group of keys, as a nested dict in a spec does.
+
+    The spec is checked when the parser is made, so that a mistake in it is
+    found at start-up even if the configuration never reaches it.
+
+    :param spec: Names mapped to parsers, nested specs or :class:`DictOf`.
+    :raises AssertionError: A key contains a dot (nest a dict instead), or a
+        value is not a spec node; the message names the full key in the spec.
+    """
+
+    def __init__(self, spec: ConfigSpec) -> None:
+        self.spec = spec
+        self._parsers: dict[str, Parser] = {}
+        for key, node in spec.items():
+            if "." in key:
+                raise _InvalidSpecError(key, "dots are not allowed in keys; nest a dict instead")
+            try:
+                self._parsers[key] = Parser.from_spec(node)
+            except _InvalidSpecError as exc:
+                raise exc.under(key) from None
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> ConfigNamespace:
+        """Parse each key of the spec under ``key_path`` into a :class:`ConfigNamespace`."""
+        prefix = f"{key_path}." if key_path else ""
+        return ConfigNamespace(
+            {key: parser.parse(prefix + key, raw_config) for key, parser in self._parsers.items()}
+        )
+
+
+class CallableParser(Parser):
+    """Parses the single key at ``key_path`` with a callable such as :func:`Integer`.
+
+    :param callable_: Takes the raw string (``""`` when the key is absent)
+        and returns the value, raising an exception if the string is invalid.
+    """
+
+    def __init__(self, callable_: Callable[[str], Any]) -> None:
+        self.callable = callable_
+
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> Any:
+        """Return the parsed value, or raise :exc:`ConfigurationError` naming the key."""
+        text = raw_config.get(key_path, "")
+        try:
+            return self.callable(text)
+        except Exception as exc:
+            if key_path not in raw_config:
+                raise ConfigurationError(key_path, "required but missing") from exc
+            raise ConfigurationError(key_path, f"invalid value {text!r}: {exc}") from exc
+
+
+class DictOf(Parser):
     """A group of options whose names are not known in advance.
 
     Every key under the prefix is collected by its first dotted component and
@@ -128,18 +272,35 @@ class DictOf:
     ``{"countries": DictOf({"capital": String})}`` gives
     ``cfg.countries["br"].capital == "Brasília"``.
 
+    As a :class:`Parser`, ``DictOf(spec).parse("", raw_config)`` groups every
+    key of the configuration by its first component.
+
     :param spec: How to parse each member of the group.
     :type spec: a parser, ConfigSpec or DictOf
+    :raises AssertionError: ``spec`` is not a valid spec node.
     """
 
     def __init__(self, spec: _SpecNode) -> None:
         self.spec = spec
+        self.subparser = Parser.from_spec(spec)
 
     def __repr__(self) -> str:
         return f"DictOf({self.spec!r})"
 
+    def parse(self, key_path: str, raw_config: Mapping[str, str]) -> ConfigNamespace:
+        """Parse each member found under ``key_path`` into a :class:`ConfigNamespace`."""
+        prefix = f"{key_path}." if key_path else ""
+        # dict.fromkeys: each name once, in the order the configuration lists them.
+        names = dict.fromkeys(
+            key[len(prefix) :].split(".", 1)[0] for key in raw_config if key.startswith(prefix)
+        )
+        return ConfigNamespace(
+            {name: self.subparser.parse(prefix + name, raw_config) for name in names if name}
+        )
 
-_SpecNode: TypeAlias = "Callable[[str], Any] | DictOf | dict[str, _SpecNode]"
+
+_SpecNode: TypeAlias = "Parser | Callable[[str], Any] | dict[str, _SpecNode]"
+
 ConfigSpec: TypeAlias = "dict[str, _SpecNode]"
 """A spec: names mapped to parsers, :class:`DictOf` groups or nested specs.
 
@@ -151,43 +312,31 @@ def parse_config(config: Mapping[str, str], spec: ConfigSpec) -> ConfigNamespace
     """Parse the raw string options in ``config`` against ``spec``.
 
     A key missing from ``config`` is parsed as the empty string, so
-    :func:`String` gives ``""`` and :func:`Optional` gives its default; for
-    parsers that reject the empty string the key is reported as missing.
+    :func:`Optional` gives its default; for parsers that reject the empty
+    string, :func:`String` among them, the key is reported as missing.
 
     :param config: The raw stringy configuration, e.g. an INI section.
     :param spec: What the configuration should look like.
     :type spec: ConfigSpec
     :raises ConfigurationError: The configuration violated the spec; the
         error names the full dotted key and the offending value.
+    :raises AssertionError: The spec itself is invalid (a key containing a
+        dot, or an entry that is not a parser, dict or :class:`DictOf`); the
+        error names the key. This is a bug in the program, not in the
+        configuration.
     :returns: A structured configuration object.
     """
-    return _parse_group(spec, "", config)
-
-
-def _parse_group(spec: ConfigSpec, prefix: str, config: Mapping[str, str]) -> ConfigNamespace:
-    return ConfigNamespace(
-        {name: _parse_node(node, prefix + name, config) for name, node in spec.items()}
-    )
-
-
-def _parse_node(node: _SpecNode, key: str, config: Mapping[str, str]) -> Any:
-    if isinstance(node, dict):
-        return _parse_group(node, key + ".", config)
-    if isinstance(node, DictOf):
-        prefix = key + "."
-        names = [k.removeprefix(prefix).split(".", 1)[0] for k in config if k.startswith(prefix)]
-        return _parse_group({name: node.spec for name in names if name}, prefix, config)
-    text = config.get(key, "")
-    try:
-        return node(text)
-    except Exception as exc:
-        if key not in config:
-            raise ConfigurationError(key, "required but missing") from exc
-        raise ConfigurationError(key, f"invalid value {text!r}: {exc}") from exc
+    return SpecParser(spec).parse("", config)
 
 
 def String(text: str) -> str:
-    """A raw string."""
+    """A raw string, which must not be empty.
+
+    A missing key is therefore reported as missing; wrap in :func:`Optional`
+    to allow an empty or absent value.
+    """
+    if not text:
+        raise ValueError("must not be empty")
     return text
 
 
@@ -247,7 +396,7 @@ def Boolean(text: str) -> bool:
 def Endpoint(text: str) -> EndpointConfiguration:
     """A remote endpoint to connect to, as an :class:`EndpointConfiguration`.
 
-    ``host:port`` gives :data:`socket.AF_INET` and a ``(host, port)`` pair.
+    ``host:port`` gives :data:`socket.AF_INET` and an :class:`InternetAddress`.
     Text containing a slash (``/``) is the path of a Unix domain socket and
     gives :data:`socket.AF_UNIX` and the path.
 
@@ -266,31 +415,40 @@ def Endpoint(text: str) -> EndpointConfiguration:
         raise ValueError("IPv6 addresses must be in brackets, as [host]:port")
     if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError("port must be a number from 0 to 65535")
-    return EndpointConfiguration(family, (host, int(port_text)))
+    return EndpointConfiguration(family, InternetAddress(host, int(port_text)))
 
 
 _TIMESPAN_RE = re.compile(
-    r"(?P<count>\d+(?:\.\d+)?)\s+(?P<unit>millisecond|second|minute|hour|day)s?", re.IGNORECASE
+    r"(?P<count>\d+)\s+(?P<unit>millisecond|second|minute|hour|day)s?", re.IGNORECASE
 )
 
 
 def Timespan(text: str) -> datetime.timedelta:
-    """A span of time such as ``1 second``, ``3 days`` or ``1.5 hours``.
+    """A span of time such as ``1 second``, ``3 days`` or ``250 milliseconds``.
 
-    Units are milliseconds, seconds, minutes, hours and days, singular or
-    plural. Returns a :class:`datetime.timedelta`.
+    The count is a whole number, as in the original: write ``90 minutes``
+    rather than ``1.5 hours``. Units are milliseconds, seconds, minutes, hours
+    and days, singular or plural. Returns a :class:`datetime.timedelta`.
     """
     match = _TIMESPAN_RE.fullmatch(text.strip())
     if match is None:
-        raise ValueError("expected a count and a unit, such as '3 seconds'")
+        raise ValueError("expected a whole number and a unit, such as '3 seconds'")
     unit = match["unit"].lower() + "s"
-    return datetime.timedelta(**{unit: float(match["count"])})
+    return datetime.timedelta(**{unit: int(match["count"])})
 
 
 def Base64(text: str) -> bytes:
-    """A base64-encoded block of binary data, decoded strictly."""
+    """A base64-encoded block of binary data, which must not be empty.
+
+    Whitespace is ignored, so a long value may be wrapped over several lines;
+    any other character outside the base64 alphabet, or missing padding, is
+    an error rather than silently dropped.
+    """
+    compact = "".join(text.split())
+    if not compact:
+        raise ValueError("no base64 data")
     try:
-        return base64.b64decode(text.strip(), validate=True)
+        return base64.b64decode(compact, validate=True)
     except ValueError:
         raise ValueError("not valid base64") from None
 
@@ -298,13 +456,18 @@ def Base64(text: str) -> bytes:
 def File(mode: str = "r") -> Callable[[str], IO[Any]]:
     """A path to a file, parsed into the file opened with :func:`open`.
 
-    The caller owns the returned file and should close it.
+    The caller owns the returned file and should close it. A file that cannot
+    be opened (missing, unreadable, a directory) is a :exc:`ValueError`, like
+    any other invalid value, so :func:`parse_config` reports it with the key.
 
     :param mode: The mode in which to open the file.
     """
 
     def open_file(path: str) -> IO[Any]:
-        return open(path, mode)
+        try:
+            return open(path, mode)
+        except OSError as exc:
+            raise ValueError(f"cannot open file: {exc.strerror or exc}") from exc
 
     return open_file
 

@@ -7,7 +7,7 @@ import grp
 import os
 import pwd
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,23 @@ def test_keys_not_in_spec_are_ignored() -> None:
 
 
 def test_missing_key_is_parsed_as_empty_string() -> None:
-    cfg = config.parse_config({}, {"name": config.String, "n": config.Optional(config.Integer)})
-    assert cfg.name == ""
-    assert cfg.n is None
+    cfg = config.parse_config(
+        {},
+        {
+            "name": config.Optional(config.String),
+            "empty": config.Optional(config.String, default=""),
+            "n": config.Optional(config.Integer),
+        },
+    )
+    assert cfg == {"name": None, "empty": "", "n": None}
+
+
+def test_missing_string_is_required() -> None:
+    # As in the original, String rejects the empty string, so a String key
+    # left out of the file is an error; Optional(String) allows it.
+    with pytest.raises(ConfigurationError, match=r"^name: required but missing$"):
+        config.parse_config({}, {"name": config.String})
+    assert assert_rejected(config.String, "") == "opt: invalid value '': must not be empty"
 
 
 def test_missing_required_key_names_full_dotted_key() -> None:
@@ -175,6 +189,16 @@ def test_user_callable_failure_includes_its_message() -> None:
     assert assert_rejected(even, "3") == "opt: invalid value '3': must be even"
 
 
+def test_result_attributes_can_be_set_and_deleted_like_keys() -> None:
+    cfg = config.parse_config({"a": "1"}, {"a": config.Integer})
+    cfg.b = 2
+    assert cfg == {"a": 1, "b": 2}
+    del cfg.a
+    assert cfg == {"b": 2}
+    with pytest.raises(AttributeError):
+        del cfg.a
+
+
 def test_configuration_error() -> None:
     error = ConfigurationError("a.b", "bad")
     assert (error.key, error.error) == ("a.b", "bad")
@@ -187,6 +211,9 @@ def test_configuration_error() -> None:
 
 def test_string() -> None:
     assert parse_one(config.String, " any text ") == " any text "
+    assert config.String("whatever") == "whatever"
+    with pytest.raises(ValueError, match="must not be empty"):
+        config.String("")
 
 
 @pytest.mark.parametrize(("text", "value"), [("1.5", 1.5), ("-2", -2.0), ("1e3", 1000.0)])
@@ -233,6 +260,8 @@ def test_endpoint_inet() -> None:
     assert endpoint == EndpointConfiguration(socket.AF_INET, ("localhost", 9090))
     assert endpoint.family == socket.AF_INET
     assert endpoint.address == ("localhost", 9090)
+    assert isinstance(endpoint.address, config.InternetAddress)
+    assert (endpoint.address.host, endpoint.address.port) == ("localhost", 9090)
     assert str(endpoint) == "localhost:9090"
 
 
@@ -273,7 +302,8 @@ def test_endpoint_rejects_bad_input(text: str) -> None:
         ("1 millisecond", datetime.timedelta(milliseconds=1)),
         ("2 minutes", datetime.timedelta(minutes=2)),
         ("1 minute", datetime.timedelta(minutes=1)),
-        ("1.5 hours", datetime.timedelta(minutes=90)),
+        ("90 minutes", datetime.timedelta(minutes=90)),
+        ("2 hours", datetime.timedelta(hours=2)),
         ("1 day", datetime.timedelta(days=1)),
         ("30 Seconds", datetime.timedelta(seconds=30)),
     ],
@@ -282,18 +312,49 @@ def test_timespan(text: str, value: datetime.timedelta) -> None:
     assert parse_one(config.Timespan, text) == value
 
 
-@pytest.mark.parametrize("text", ["3", "seconds", "3 fortnights", "-1 second", "3 seconds ago"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "3",
+        "seconds",
+        "a b",
+        "a b c",
+        "3 fortnights",
+        "-1 second",
+        "3 seconds ago",
+        # The original parsed the count with int(): fractions were never valid.
+        "1.5 hours",
+        "3.2 hours",
+    ],
+)
 def test_timespan_rejects_bad_input(text: str) -> None:
-    assert_rejected(config.Timespan, text)
+    with pytest.raises(ValueError, match="expected a whole number and a unit"):
+        config.Timespan(text)
+    if text:
+        assert_rejected(config.Timespan, text)
 
 
 def test_base64() -> None:
     assert parse_one(config.Base64, "  aGVsbG8=\n") == b"hello"
+    assert config.Base64("aHVudGVyMg==") == b"hunter2"
 
 
-@pytest.mark.parametrize("text", ["aGVsbG8", "not base64!"])
+def test_base64_may_be_wrapped_over_lines() -> None:
+    assert config.Base64("aGVs\n  bG8g\td29y bGQ=") == b"hello world"
+
+
+@pytest.mark.parametrize("text", ["aGVsbG8", "dGvzdAo", "not base64!", "aGVs*bG8="])
 def test_base64_rejects_bad_input(text: str) -> None:
     assert assert_rejected(config.Base64, text).endswith("not valid base64")
+    with pytest.raises(ValueError):
+        config.Base64(text)
+
+
+@pytest.mark.parametrize("text", ["", " \n "])
+def test_base64_rejects_empty_input(text: str) -> None:
+    with pytest.raises(ValueError, match="no base64 data"):
+        config.Base64(text)
 
 
 def test_file(tmp_path: Path) -> None:
@@ -308,7 +369,13 @@ def test_file(tmp_path: Path) -> None:
 def test_file_rejects_nonexistent_path(tmp_path: Path) -> None:
     path = str(tmp_path / "nope.txt")
     message = assert_rejected(config.File(), path)
-    assert "No such file or directory" in message
+    assert message.endswith("cannot open file: No such file or directory")
+    # Called directly, the parser raises ValueError like every other parser.
+    with pytest.raises(ValueError, match="cannot open file") as info:
+        config.File()(path)
+    assert isinstance(info.value.__cause__, FileNotFoundError)
+    with pytest.raises(ValueError, match="cannot open file"):
+        config.File()(str(tmp_path))  # a directory
 
 
 @pytest.mark.parametrize(
@@ -433,3 +500,99 @@ def test_at_least_bounds_integers():
     with pytest.raises(config.ConfigurationError) as info:
         config.parse_config({"size": "0"}, spec)
     assert "size" in str(info.value) and "at least 1" in str(info.value)
+
+
+# DictOf, SpecParser and CallableParser used directly, as the original allowed.
+
+
+def test_dict_of_parse_scalar_children() -> None:
+    parser = config.DictOf(config.Integer)
+    assert parser.parse("my_key", {"my_key.a": "1", "my_key.b": "2", "other.c": "3"}) == {
+        "a": 1,
+        "b": 2,
+    }
+    assert parser.parse("my_key", {"not_related": "a", "my_keys.a": "1"}) == {}
+
+
+def test_dict_of_parse_vector_children_and_root_level() -> None:
+    parser = config.DictOf({"a": config.Integer, "b": config.String})
+    raw = {
+        "first.a": "1",
+        "first.b": "test",
+        "first.c": "ignored",
+        "second.a": "2",
+        "second.b": "test",
+    }
+    expected = {"first": {"a": 1, "b": "test"}, "second": {"a": 2, "b": "test"}}
+    assert parser.parse("", raw) == expected
+    nested = parser.parse("my.key", {f"my.key.{k}": v for k, v in raw.items()})
+    assert nested == expected
+    assert nested["second"].a == 2
+
+
+def test_spec_parser_reads_a_group_under_a_dotted_prefix() -> None:
+    # How a component reads its options under a prefix chosen at run time
+    # (``transit.vault.`` ...): the prefix is a key path, not a spec key.
+    parser = config.SpecParser({"timeout": config.Timespan, "retries": config.Integer})
+    raw = {"transit.vault.timeout": "3 seconds", "transit.vault.retries": "2"}
+    options = parser.parse("transit.vault", raw)
+    assert options == {"timeout": datetime.timedelta(seconds=3), "retries": 2}
+    with pytest.raises(ConfigurationError) as info:
+        parser.parse("transit.vault", {"transit.vault.timeout": "3 seconds"})
+    assert str(info.value) == "transit.vault.retries: required but missing"
+
+
+def test_callable_parser_names_its_key() -> None:
+    parser = config.CallableParser(config.Integer)
+    assert parser.parse("a.b", {"a.b": "7"}) == 7
+    with pytest.raises(ConfigurationError, match=r"^a\.b: invalid value 'x': "):
+        parser.parse("a.b", {"a.b": "x"})
+
+
+def test_from_spec() -> None:
+    dict_of = config.DictOf(config.Integer)
+    assert config.Parser.from_spec(dict_of) is dict_of
+    assert isinstance(config.Parser.from_spec({"a": config.Integer}), config.SpecParser)
+    callable_parser = config.Parser.from_spec(config.Integer)
+    assert isinstance(callable_parser, config.CallableParser)
+    assert callable_parser.callable is config.Integer
+
+
+def test_custom_parser_in_a_spec() -> None:
+    class Prefixed(config.Parser):
+        """Every key under the prefix, unparsed."""
+
+        def parse(self, key_path: str, raw_config: Mapping[str, str]) -> dict[str, str]:
+            prefix = key_path + "."
+            return {k[len(prefix) :]: v for k, v in raw_config.items() if k.startswith(prefix)}
+
+    cfg = config.parse_config({"env.HOME": "/root", "env.a.b": "c"}, {"env": Prefixed()})
+    assert cfg.env == {"HOME": "/root", "a.b": "c"}
+
+
+# A spec that no configuration could satisfy is a bug: AssertionError, as in
+# the original, naming the key, and raised even if the configuration is empty.
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"foo.bar": {}}, "invalid config spec at 'foo.bar': dots are not allowed in keys"),
+        ({"tree_people": 37}, "invalid config spec at 'tree_people': 37 is not a parser"),
+        ({"a": {"b": {"c": "x"}}}, "invalid config spec at 'a.b.c': 'x' is not a parser"),
+        ({"a": {"b.c": config.Integer}}, "invalid config spec at 'a.b.c': dots are not allowed"),
+    ],
+)
+def test_invalid_spec_is_an_assertion_error_naming_the_key(
+    spec: config.ConfigSpec, message: str
+) -> None:
+    with pytest.raises(AssertionError) as info:
+        config.parse_config({}, spec)
+    assert str(info.value).startswith(message)
+
+
+def test_invalid_dict_of_spec_fails_when_made() -> None:
+    with pytest.raises(AssertionError, match=r"^invalid config spec: 37 is not a parser"):
+        config.DictOf(37)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match=r"^invalid config spec at 'b': None is not a parser"):
+        config.DictOf({"b": None})  # type: ignore[dict-item]
