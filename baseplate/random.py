@@ -55,11 +55,21 @@ class WeightedLottery(Generic[T]):
         self._total = self._cumulative[-1]
         if self._total == 0:
             raise ValueError("the total weight of the lottery's items is zero")
+        # The last item that can win: the bound of every search, so that no
+        # ticket, however it rounds, lands past it or on trailing zero weights.
+        self._last_winner = max(i for i, weight in enumerate(self._weights) if weight)
 
     def pick(self) -> T:
-        """Pick a random element from the lottery."""
-        ticket = random.randrange(self._total)
-        return self._items[bisect.bisect_right(self._cumulative, ticket)]
+        """Pick a random element from the lottery.
+
+        The ticket is drawn with :func:`random.random`, as in the original, so
+        tests that patch it steer the lottery the same way: ``0.0`` picks the
+        first item of positive weight.
+        """
+        # A real ticket in [0, total) falls in the span of exactly one item of
+        # positive weight; items of weight zero have empty spans.
+        ticket = random.random() * self._total
+        return self._items[bisect.bisect_right(self._cumulative, ticket, 0, self._last_winner)]
 
     def sample(self, sample_size: int) -> list[T]:
         """Sample elements from the lottery without replacement.

@@ -41,6 +41,28 @@ def test_zero_weight_items_are_never_picked() -> None:
     assert {lottery.pick() for _ in range(2000)} == {"a", "b"}
 
 
+def test_pick_follows_random_random(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As in the original: the ticket is random.random() times the total
+    # weight, and the item whose span of tickets holds it wins.
+    lottery = WeightedLottery((n for n in range(10)), weight_key=lambda n: n)  # one-shot
+    for ticket, expected in [
+        (0.0, 1),  # item 0 has weight zero
+        (1 / 45 - 1e-12, 1),
+        (1 / 45, 2),
+        (0.5, 7),  # ticket 22.5: item 7 owns the tickets from 21 up to 28
+        (1 - 2**-53, 9),
+    ]:
+        monkeypatch.setattr(random, "random", lambda t=ticket: t)
+        assert lottery.pick() == expected, ticket
+
+
+def test_pick_never_lands_on_trailing_zero_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    weights = {"a": 1, "b": 3, "z1": 0, "z2": 0}
+    lottery = WeightedLottery(weights, weight_key=weights.__getitem__)
+    monkeypatch.setattr(random, "random", lambda: 1.0)  # outside random()'s range
+    assert lottery.pick() == "b"
+
+
 def test_single_item() -> None:
     lottery = WeightedLottery(["only"], weight_key=lambda _: 1)
     assert lottery.pick() == "only"
