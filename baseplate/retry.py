@@ -77,9 +77,10 @@ class RetryPolicy(abc.ABC):
             service will wait for the operation to succeed.
         :param backoff: The base amount of time, in seconds, for exponential
             backoff between attempts: ``backoff * 2**(attempt - 1)`` is slept
-            before each attempt after the first.
-        :raises ValueError: if ``attempts`` is less than 1, or ``budget`` or
-            ``backoff`` is not positive.
+            before each attempt after the first, but never more than what is
+            left of the budget.
+        :raises ValueError: if ``attempts`` is less than 1, ``budget`` is
+            negative, or ``backoff`` is not positive.
         """
         policy: RetryPolicy = IndefiniteRetryPolicy()
         if attempts is not None:
@@ -87,89 +88,113 @@ class RetryPolicy(abc.ABC):
         if budget is not None:
             policy = TimeBudgetRetryPolicy(policy, budget)
         if backoff is not None:
-            # Outermost, so that it sees the remaining budget and can cap its sleep.
+            # Outermost, so that it sees the remaining budget and can cut its sleep.
             policy = ExponentialBackoffRetryPolicy(policy, backoff)
         return policy
 
 
 @dataclass(frozen=True)
 class IndefiniteRetryPolicy(RetryPolicy):
-    """Retry forever, with no time budget: the base of every composed policy.
-
-    .. versionadded:: 0.31
-    """
+    """Retry immediately forever, with no time budget: the base of every composed policy."""
 
     def yield_attempts(self) -> Iterator[float | None]:
         return itertools.repeat(None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MaximumAttemptsRetryPolicy(RetryPolicy):
-    """Stop ``subpolicy`` after at most ``attempts`` attempts.
+    """Stop ``policy`` after at most ``attempts`` attempts.
 
-    .. versionadded:: 0.31
+    :param policy: The policy to constrain, kept as :attr:`subpolicy`.
+    :param attempts: The maximum number of attempts, at least 1.
+    :raises ValueError: if ``attempts`` is less than 1.
     """
 
     subpolicy: RetryPolicy
     attempts: int
 
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, not {self.attempts!r}")
+    def __init__(self, policy: RetryPolicy, attempts: int) -> None:
+        if attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {attempts!r}")
+        object.__setattr__(self, "subpolicy", policy)
+        object.__setattr__(self, "attempts", attempts)
 
     def yield_attempts(self) -> Iterator[float | None]:
         return itertools.islice(self.subpolicy, self.attempts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TimeBudgetRetryPolicy(RetryPolicy):
-    """Stop ``subpolicy`` once ``budget`` seconds have passed.
+    """Stop ``policy`` once ``budget`` seconds have passed.
 
-    The clock starts when iteration starts, and the time left is measured with
+    The first attempt is always made, and is given the whole budget: with a
+    budget of zero, exactly one attempt is made, with zero seconds. The clock
+    starts when iteration starts, and the time left is measured with
     :func:`time.monotonic` so that wall-clock changes do not affect it. If the
     subpolicy has a budget of its own, the smaller of the two is yielded.
 
-    .. versionadded:: 0.31
+    :param policy: The policy to constrain, kept as :attr:`subpolicy`.
+    :param budget: The time budget in seconds; zero or more.
+    :raises ValueError: if ``budget`` is negative or NaN.
+
+    .. versionchanged:: 0.31
+       The time left is measured with :func:`time.monotonic` rather than
+       :func:`time.time`. The first attempt is taken from ``policy`` like the
+       others, so ``attempts=3, budget=...`` makes at most three attempts (the
+       original made a fourth).
     """
 
     subpolicy: RetryPolicy
     budget: float
 
-    def __post_init__(self) -> None:
-        if not (self.budget > 0):  # also rejects NaN
-            raise ValueError(f"budget must be a positive number of seconds, not {self.budget!r}")
+    def __init__(self, policy: RetryPolicy, budget: float) -> None:
+        if not (budget >= 0):  # also rejects NaN
+            raise ValueError(f"budget must be a non-negative number of seconds, not {budget!r}")
+        object.__setattr__(self, "subpolicy", policy)
+        object.__setattr__(self, "budget", budget)
 
     def yield_attempts(self) -> Iterator[float | None]:
         start = time.monotonic()
-        for inner_remaining in self.subpolicy:
-            remaining = self.budget - (time.monotonic() - start)
+        for attempt, inner_remaining in enumerate(self.subpolicy):
+            if attempt == 0:
+                remaining = self.budget
+            else:
+                remaining = self.budget - (time.monotonic() - start)
+                if remaining <= 0:
+                    return
             if inner_remaining is not None:
                 remaining = min(remaining, inner_remaining)
-            if remaining <= 0:
-                return
             yield remaining
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ExponentialBackoffRetryPolicy(RetryPolicy):
-    """Sleep between the attempts of ``subpolicy``, doubling the delay each time.
+    """Sleep between the attempts of ``policy``, doubling the delay each time.
 
     Nothing is slept before the first attempt; before attempt ``k`` (counting
     from zero) the policy sleeps ``base * 2**(k - 1)`` seconds with
     :func:`time.sleep`, so that gevent's monkey-patching makes it cooperative.
-    When the subpolicy has a budget, the time yielded is what is left after
-    the sleep, and if the delay would use up the whole budget the policy stops
-    at once rather than sleep for nothing.
+    When the subpolicy has a budget, the sleep is cut to the time it has left,
+    and the time yielded is what remains after the sleep: the lower remaining
+    time takes over, and the attempt is still made, as in the original. The
+    subpolicy then decides whether another attempt may follow. The time
+    yielded may therefore be zero: an operation should give such an attempt
+    the shortest timeout it allows rather than none (a socket timeout of zero
+    means "do not block" to :meth:`socket.socket.settimeout`).
 
-    .. versionadded:: 0.31
+    :param policy: The policy to space out, kept as :attr:`subpolicy`.
+    :param base: The first delay in seconds; positive and finite.
+    :raises ValueError: if ``base`` is not positive and finite.
     """
 
     subpolicy: RetryPolicy
     base: float
 
-    def __post_init__(self) -> None:
-        if not (self.base > 0) or math.isinf(self.base):
-            raise ValueError(f"backoff must be a positive number of seconds, not {self.base!r}")
+    def __init__(self, policy: RetryPolicy, base: float) -> None:
+        if not (base > 0) or math.isinf(base):
+            raise ValueError(f"backoff must be a positive number of seconds, not {base!r}")
+        object.__setattr__(self, "subpolicy", policy)
+        object.__setattr__(self, "base", base)
 
     def yield_attempts(self) -> Iterator[float | None]:
         for attempt, remaining in enumerate(self.subpolicy):
@@ -177,7 +202,11 @@ class ExponentialBackoffRetryPolicy(RetryPolicy):
                 yield remaining
                 continue
             delay = self.base * 2 ** (attempt - 1)
-            if remaining is not None and delay >= remaining:
-                return  # the sleep would leave no time for the attempt
-            time.sleep(delay)
-            yield None if remaining is None else remaining - delay
+            if remaining is None:
+                time.sleep(delay)
+                yield None
+                continue
+            delay = min(delay, remaining)
+            if delay > 0:
+                time.sleep(delay)
+            yield remaining - delay

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -106,10 +108,42 @@ def test_backoff_does_not_sleep_before_first_attempt(clock: FakeClock) -> None:
 
 def test_remaining_time_accounts_for_backoff(clock: FakeClock) -> None:
     remaining = list(RetryPolicy.new(budget=2.0, backoff=0.25))
-    # Sleeps of 0.25, 0.5 and 1.0 leave 0.25; the next delay (2.0) would use
-    # up the rest of the budget, so the policy stops without sleeping.
-    assert remaining == pytest.approx([2.0, 1.75, 1.25, 0.25])
-    assert clock.sleeps == pytest.approx([0.25, 0.5, 1.0])
+    # Sleeps of 0.25, 0.5 and 1.0 leave 0.25; the next delay (2.0) is cut to
+    # what is left of the budget, as in the original, and one last attempt
+    # follows with no time left. Then the budget is spent.
+    assert remaining == pytest.approx([2.0, 1.75, 1.25, 0.25, 0.0])
+    assert clock.sleeps == pytest.approx([0.25, 0.5, 1.0, 0.25])
+
+
+class FixedRemaining(RetryPolicy):
+    """A base policy that always has the same time left, like the original's test mock."""
+
+    def __init__(self, remaining: float) -> None:
+        self.remaining = remaining
+
+    def yield_attempts(self) -> Iterator[float | None]:
+        return itertools.repeat(self.remaining)
+
+
+def test_backoff_sleep_is_cut_to_the_base_policys_remaining_time(clock: FakeClock) -> None:
+    attempts = iter(ExponentialBackoffRetryPolicy(FixedRemaining(0.9), base=0.1))
+    remaining = [next(attempts) for _ in range(6)]
+    # The base policy's lower time remaining takes over at the fifth sleep:
+    # 1.6 seconds is cut to 0.9, and the attempt is still made.
+    assert clock.sleeps == pytest.approx([0.1, 0.2, 0.4, 0.8, 0.9])
+    assert remaining == pytest.approx([0.9, 0.8, 0.7, 0.5, 0.1, 0.0])
+
+
+def test_budget_overrides_backoff(clock: FakeClock) -> None:
+    attempts = iter(RetryPolicy.new(backoff=0.1, budget=1))
+    assert next(attempts) == 1
+    clock.now += 0.4  # the first attempt takes 0.4s
+    assert next(attempts) == pytest.approx(0.5)  # after sleeping 0.1
+    clock.now += 0.4
+    assert next(attempts) == pytest.approx(0.0)  # 0.2 cut to the 0.1 left
+    assert clock.sleeps == pytest.approx([0.1, 0.1])
+    with pytest.raises(StopIteration):
+        next(attempts)
 
 
 def test_attempts_budget_and_backoff(clock: FakeClock) -> None:
@@ -173,10 +207,40 @@ def test_attempts_must_be_positive(attempts: int) -> None:
         RetryPolicy.new(attempts=attempts)
 
 
-@pytest.mark.parametrize("budget", [0, -1.0, float("nan")])
-def test_budget_must_be_positive(budget: float) -> None:
-    with pytest.raises(ValueError, match="budget must be a positive number"):
+@pytest.mark.parametrize("budget", [-1.0, -0.001, float("nan")])
+def test_budget_must_not_be_negative(budget: float) -> None:
+    with pytest.raises(ValueError, match="budget must be a non-negative number of seconds"):
         RetryPolicy.new(budget=budget)
+
+
+@pytest.mark.parametrize("budget", [0, 0.0])
+def test_zero_budget_makes_exactly_one_attempt(clock: FakeClock, budget: float) -> None:
+    assert list(TimeBudgetRetryPolicy(IndefiniteRetryPolicy(), budget=budget)) == [0]
+    assert list(RetryPolicy.new(budget=budget, backoff=0.1)) == [0]
+    assert clock.sleeps == []
+
+
+def test_first_attempt_gets_the_whole_budget(clock: FakeClock) -> None:
+    attempts = iter(TimeBudgetRetryPolicy(IndefiniteRetryPolicy(), budget=5))
+    assert next(attempts) == 5
+    clock.now += 3
+    assert next(attempts) == pytest.approx(2)
+    clock.now += 4
+    with pytest.raises(StopIteration):
+        next(attempts)
+
+
+def test_budget_with_attempts_makes_no_extra_attempt(clock: FakeClock) -> None:
+    # The original yielded the budget once before consulting its subpolicy,
+    # so attempts=3 with a budget made four attempts.
+    assert len(list(RetryPolicy.new(attempts=3, budget=10.0))) == 3
+
+
+def test_constructors_take_the_originals_arguments() -> None:
+    base = IndefiniteRetryPolicy()
+    assert MaximumAttemptsRetryPolicy(policy=base, attempts=2).subpolicy is base
+    assert TimeBudgetRetryPolicy(policy=base, budget=1.5).budget == 1.5
+    assert ExponentialBackoffRetryPolicy(policy=base, base=0.5).base == 0.5
 
 
 @pytest.mark.parametrize("backoff", [0, -0.1, float("nan"), float("inf")])
