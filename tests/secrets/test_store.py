@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -131,13 +132,17 @@ def test_file_of_the_wrong_shape_is_not_available(path, content):
         store.get_raw("secret/app/key")
 
 
-def test_removed_file_is_not_available(path):
+def test_removed_file_keeps_serving_the_last_secrets(path, caplog):
+    # As in the original: the watcher keeps what it last loaded.
     write(path, simple("v"))
     store = SecretsStore(str(path))
-    store.get_simple("secret/app/key")
+    assert store.get_simple("secret/app/key") == b"v"
     path.unlink()
-    with pytest.raises(SecretsNotAvailableError):
-        store.get_simple("secret/app/key")
+    with caplog.at_level(logging.WARNING):
+        assert store.get_simple("secret/app/key") == b"v"
+    assert "keeping the data last loaded" in caplog.text
+    write(path, simple("back"))
+    assert store.get_simple("secret/app/key") == b"back"
 
 
 def test_timeout_waits_for_the_fetcher(path):
@@ -163,6 +168,28 @@ def test_from_config(path):
 def test_from_config_defaults_to_the_fetchers_path():
     store = secrets_store_from_config({})
     assert repr(store) == "SecretsStore('/var/local/secrets.json')"
+
+
+def test_from_config_with_prefix(path):
+    write(path, simple("mine"))
+    raw = {"secrets.path": "/elsewhere.json", "test_secrets.path": str(path)}
+    store = secrets_store_from_config(raw, timeout=1, prefix="test_secrets.")
+    assert store.get_simple("secret/app/key") == b"mine"
+    nested = secrets_store_from_config({"a.b.path": str(path)}, prefix="a.b.")
+    assert repr(nested) == f"SecretsStore({str(path)!r})"
+    assert repr(secrets_store_from_config(raw, prefix="other.")) == (
+        "SecretsStore('/var/local/secrets.json')"
+    )
+
+
+def test_from_config_prefix_must_end_with_a_dot():
+    with pytest.raises(ValueError, match=r"^prefix must end with a dot, not 'secrets'$"):
+        secrets_store_from_config({}, prefix="secrets")
+
+
+def test_iso_format_is_the_originals():
+    stamp = datetime.datetime(2024, 6, 11, 12, 30, 5, 123456)
+    assert stamp.strftime(secrets.store.ISO_FORMAT) == "2024-06-11T12:30:05.123456Z"
 
 
 def test_per_request_view_sees_one_version(path, spans):
