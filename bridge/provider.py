@@ -77,9 +77,15 @@ def add_route(route: ExportRoute) -> None:
     of other libraries started outside any such context. The route's
     processor is flushed and shut down with the provider.
     """
-    get_tracer_provider()
-    assert _router is not None
-    _router.add_route(route)
+    global _router  # noqa: PLW0603 - one per process, made lazily
+    tracer_provider = get_tracer_provider()
+    with _lock:
+        if _router is None:
+            # Added with the first route: until a destination exists, no
+            # span has anywhere to go, and routing would only cost time.
+            _router = RoutingSpanProcessor()
+            tracer_provider.add_span_processor(_router)
+        _router.add_route(route)
 
 
 def set_service_name(name: str) -> None:
@@ -109,7 +115,7 @@ def root_sampler() -> BaseplateSampler | None:
 
 
 def _install() -> TracerProvider:
-    global _provider, _router, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
+    global _provider, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
@@ -123,8 +129,6 @@ def _install() -> TracerProvider:
         )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
-    _router = RoutingSpanProcessor()
-    provider.add_span_processor(_router)
     keeps_requested_ids = isinstance(provider.id_generator, BaseplateIdGenerator)
     _provider = provider
     return provider
