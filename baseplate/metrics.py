@@ -115,38 +115,94 @@ class SocketTransport:
             self._socket = None
 
 
-def _format_number(value: float) -> str:
-    # statsd peers have always seen numbers formatted this way: six
-    # significant digits, exponent notation for very large or small values.
-    return f"{value:g}"
+RawTransport = SocketTransport
+"""The original's name for :class:`SocketTransport`: the transport that sends on a socket.
+
+:func:`make_client` gives one for a configured endpoint.
+"""
 
 
-def _counter_line(name: str, delta: float, sample_rate: float) -> str:
-    line = f"{name}:{_format_number(delta)}|c"
-    if sample_rate != 1.0:
-        line += f"|@{_format_number(sample_rate)}"
-    return line
+class BufferedTransport:
+    """Holds serialized metrics and sends them together when flushed.
+
+    This is what a :class:`Batch` sends its metrics through. The lines go in
+    one datagram unless that would exceed :data:`MAX_DATAGRAM_BYTES`; then
+    they are split at line boundaries so that no metric is lost. A wrapped
+    transport that raises :exc:`OSError` (the built-in ones never do) has the
+    error logged instead of passed on, as in the original.
+
+    :param transport: Where flushed payloads go.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        #: The serialized metrics sent since the last flush, in order.
+        self.buffer: list[bytes] = []
+
+    def send(self, serialized_metric: bytes) -> None:
+        """Hold a serialized metric until the next :meth:`flush`."""
+        self.buffer.append(serialized_metric)
+
+    def flush(self) -> None:
+        """Send what is held, in as few datagrams as fit, and empty the buffer.
+
+        An empty buffer sends nothing.
+        """
+        lines, self.buffer = self.buffer, []
+        if not lines:
+            return
+        payload = b"\n".join(lines)
+        packets = [payload] if len(payload) <= MAX_DATAGRAM_BYTES else _split_into_datagrams(lines)
+        for packet in packets:
+            try:
+                self.transport.send(packet)
+            except OSError:
+                logger.exception("metrics: could not send a %d-byte datagram", len(packet))
+
+
+# Numbers are written f"{value:g}" (inline below, as this is the hot path):
+# statsd peers have always seen them this way, with six significant digits and
+# exponent notation for very large or small values.
+
+
+def _counter_line(name: bytes, delta: float, sample_rate: float) -> bytes:
+    if sample_rate == 1.0:
+        return name + f":{delta:g}|c".encode()
+    return name + f":{delta:g}|c|@{sample_rate:g}".encode()
+
+
+def _ascii(text: str | bytes) -> bytes:
+    return text.encode("ascii") if isinstance(text, str) else text
 
 
 @functools.lru_cache(maxsize=4096)  # services reuse a small set of names per request
-def _metric_name(namespace: str, name: str) -> str:
-    full_name = ".".join(part for part in (namespace.strip("."), name.strip(".")) if part)
-    full_name.encode("ascii")  # statsd names are ASCII: fail here, not at send time
-    return full_name
+def _metric_name(namespace: bytes, name: str) -> bytes:
+    # Encoding here makes a non-ASCII name fail when the metric is made, not
+    # when it is sent.
+    parts = (namespace.strip(b"."), name.encode("ascii").strip(b"."))
+    return b".".join(part for part in parts if part)
 
 
 class _Metric:
-    """A named metric that writes its lines to a transport."""
+    """A named metric that writes its lines to a transport.
+
+    ``name`` is the full metric name as ASCII bytes, as in the original; a
+    :class:`str` is accepted and encoded.
+    """
 
     __slots__ = ("name", "transport")
 
-    def __init__(self, transport: Transport, name: str) -> None:
+    def __init__(self, transport: Transport, name: bytes | str) -> None:
         self.transport = transport
-        self.name = name
+        self.name = name if type(name) is bytes else _ascii(name)
 
 
 class Counter(_Metric):
-    """A counter for counting events over time."""
+    """A counter for counting events over time.
+
+    :param transport: Where the counter's lines go.
+    :param name: The full metric name, as ASCII bytes or text.
+    """
 
     __slots__ = ()
 
@@ -164,41 +220,57 @@ class Counter(_Metric):
 
     def send(self, delta: float, sample_rate: float) -> None:
         """Send the counter's change to the backend."""
-        self.transport.send(_counter_line(self.name, delta, sample_rate).encode())
+        self.transport.send(_counter_line(self.name, delta, sample_rate))
 
 
 class Timer(_Metric):
     """A timer for recording elapsed times, in milliseconds.
 
-    Also a context manager: entering starts it, leaving stops it.
+    A timer measures one span of time: :meth:`start` it once, :meth:`stop` it
+    once, and make a new timer for the next measurement. It is also a context
+    manager: entering starts it, leaving stops it.
+
+    :param transport: Where the timer's line goes.
+    :param name: The full metric name, as ASCII bytes or text.
     """
 
-    __slots__ = ("_start_time",)
+    __slots__ = ("_start_time", "_stopped")
 
-    def __init__(self, transport: Transport, name: str) -> None:
+    def __init__(self, transport: Transport, name: bytes | str) -> None:
         self.transport = transport
-        self.name = name
+        self.name = name if type(name) is bytes else _ascii(name)
         self._start_time: float | None = None
+        self._stopped = False
 
     def start(self) -> None:
-        """Record the current time as the start of the timer."""
+        """Record the current time as the start of the timer.
+
+        :raises RuntimeError: if the timer was already started.
+        """
+        if self._start_time is not None:
+            raise RuntimeError(f"timer {self.name.decode()!r} was already started")
         self._start_time = time.time()
 
     def stop(self) -> None:
-        """Stop the timer and send the time elapsed since :meth:`start`."""
-        if self._start_time is None:
-            raise RuntimeError(f"timer {self.name!r} was stopped before it was started")
-        elapsed = time.time() - self._start_time
-        self._start_time = None
-        self.send(elapsed)
+        """Stop the timer and send the time elapsed since :meth:`start`.
+
+        :raises RuntimeError: if the timer was not started, or already stopped;
+            nothing is sent.
+        """
+        start_time = self._start_time
+        if start_time is None or self._stopped:
+            state = "already stopped" if self._stopped else "stopped before it was started"
+            raise RuntimeError(f"timer {self.name.decode()!r} was {state}")
+        self._stopped = True
+        self.send(time.time() - start_time)
 
     def send(self, elapsed: float) -> None:
-        """Send a measured duration, given in seconds.
+        """Send a duration measured elsewhere, given in seconds.
 
-        .. versionadded:: 0.31
-           For callers that measured the time themselves.
+        This needs neither :meth:`start` nor :meth:`stop`, and may be called
+        any number of times.
         """
-        self.transport.send(f"{self.name}:{_format_number(elapsed * 1000.0)}|ms".encode())
+        self.transport.send(self.name + f":{elapsed * 1000.0:g}|ms".encode())
 
     def __enter__(self) -> Timer:
         self.start()
@@ -213,6 +285,9 @@ class Gauge(_Metric):
 
     Relative changes (``+3``) are deliberately not offered: statsd forgets the
     current value when it restarts, which makes them unpredictable.
+
+    :param transport: Where the gauge's lines go.
+    :param name: The full metric name, as ASCII bytes or text.
     """
 
     __slots__ = ()
@@ -224,8 +299,10 @@ class Gauge(_Metric):
         means "decrease"), so they raise :exc:`ValueError` and nothing is sent.
         """
         if new_value < 0:
-            raise ValueError(f"gauge {self.name!r} cannot hold a negative value: {new_value}")
-        self.transport.send(f"{self.name}:{_format_number(new_value)}|g".encode())
+            raise ValueError(
+                f"gauge {self.name.decode()!r} cannot hold a negative value: {new_value}"
+            )
+        self.transport.send(self.name + f":{new_value:g}|g".encode())
 
 
 class Histogram(_Metric):
@@ -233,36 +310,57 @@ class Histogram(_Metric):
 
     The backend must support the ``h`` type (``metric_name:320|h``); bucket
     ranges are configured there, not here.
+
+    :param transport: Where the histogram's lines go.
+    :param name: The full metric name, as ASCII bytes or text.
     """
 
     __slots__ = ()
 
     def add_sample(self, value: float) -> None:
         """Add a value to the histogram."""
-        self.transport.send(f"{self.name}:{_format_number(value)}|h".encode())
+        self.transport.send(self.name + f":{value:g}|h".encode())
 
 
 class BaseClient:
-    """Makes metrics named under a namespace that send through a transport."""
+    """Makes metrics named under a namespace that send through a transport.
 
-    def __init__(self, transport: Transport, namespace: str) -> None:
+    :param transport: Where the metrics' lines go.
+    :param namespace: The prefix of every metric name. It is kept in
+        :attr:`namespace` as ASCII bytes, as in the original.
+    :raises UnicodeEncodeError: if ``namespace`` is not ASCII.
+    """
+
+    def __init__(self, transport: Transport, namespace: str | bytes) -> None:
         self.transport = transport
-        self.namespace = namespace
+        self.namespace = _ascii(namespace)
 
     def counter(self, name: str) -> Counter:
-        """Return a :class:`Counter` with the given name."""
+        """Return a :class:`Counter` with the given name.
+
+        :raises UnicodeEncodeError: if ``name`` is not ASCII.
+        """
         return Counter(self.transport, _metric_name(self.namespace, name))
 
     def timer(self, name: str) -> Timer:
-        """Return a :class:`Timer` with the given name."""
+        """Return a :class:`Timer` with the given name.
+
+        :raises UnicodeEncodeError: if ``name`` is not ASCII.
+        """
         return Timer(self.transport, _metric_name(self.namespace, name))
 
     def gauge(self, name: str) -> Gauge:
-        """Return a :class:`Gauge` with the given name."""
+        """Return a :class:`Gauge` with the given name.
+
+        :raises UnicodeEncodeError: if ``name`` is not ASCII.
+        """
         return Gauge(self.transport, _metric_name(self.namespace, name))
 
     def histogram(self, name: str) -> Histogram:
-        """Return a :class:`Histogram` with the given name."""
+        """Return a :class:`Histogram` with the given name.
+
+        :raises UnicodeEncodeError: if ``name`` is not ASCII.
+        """
         return Histogram(self.transport, _metric_name(self.namespace, name))
 
 
@@ -275,55 +373,71 @@ class Client(BaseClient):
 
 
 class BatchCounter(Counter):
-    """A counter inside a batch: changes are summed until the batch is flushed.
+    """A counter inside a batch: changes are summed until it is flushed.
 
-    The batch sends one line per sample rate with the net change, even if
-    that is zero.
+    :attr:`packets` maps each sample rate to the net change at that rate;
+    :meth:`flush` sends one line per sample rate, even if the change is zero.
     """
 
-    __slots__ = ("_deltas",)
+    __slots__ = ("packets",)
 
-    def __init__(self, transport: Transport, name: str) -> None:
-        super().__init__(transport, name)
-        self._deltas: dict[float, float] = {}
+    def __init__(self, transport: Transport, name: bytes | str) -> None:
+        self.transport = transport
+        self.name = name if type(name) is bytes else _ascii(name)
+        #: The net change for each sample rate since the last flush.
+        self.packets: dict[float, float] = {}
 
     def send(self, delta: float, sample_rate: float) -> None:
-        """Add the change to the batch's running total for this sample rate."""
-        self._deltas[sample_rate] = self._deltas.get(sample_rate, 0) + delta
+        """Add the change to the running total for this sample rate."""
+        self.packets[sample_rate] = self.packets.get(sample_rate, 0) + delta
 
-    def _drain(self) -> list[bytes]:
-        lines = [
-            _counter_line(self.name, delta, sample_rate).encode()
-            for sample_rate, delta in self._deltas.items()
-        ]
-        self._deltas.clear()
-        return lines
+    def flush(self) -> None:
+        """Send the summed changes to the transport, and start again from zero."""
+        for sample_rate, delta in self.packets.items():
+            self.transport.send(_counter_line(self.name, delta, sample_rate))
+        self.packets.clear()
 
 
 class Batch(BaseClient):
     """A batch of metrics sent together when flushed.
 
-    Timers, gauges and histograms are kept in the order they were recorded;
-    counters are summed and come last, in the order they were first asked for.
-    As a context manager the batch flushes when the block ends, also on error.
+    Its metrics write to a :class:`BufferedTransport`, :attr:`transport`,
+    wrapped around the client's. Timers, gauges and histograms are kept in the
+    order they were recorded; counters are summed, one :class:`BatchCounter`
+    per name in :attr:`counters`, and come last, in the order they were first
+    asked for. As a context manager the batch flushes when the block ends,
+    also on error.
+
+    :param transport: Where the batch goes when flushed.
+    :param namespace: The prefix of every metric name, as text or ASCII bytes.
     """
 
-    def __init__(self, transport: Transport, namespace: str) -> None:
-        super().__init__(self, namespace)
-        self._destination = transport
-        self._lines: list[bytes] = []
-        self._counters: dict[str, BatchCounter] = {}
+    transport: BufferedTransport
+
+    def __init__(self, transport: Transport, namespace: str | bytes) -> None:
+        super().__init__(BufferedTransport(transport), namespace)
+        #: The batch's counters, by full metric name.
+        self.counters: dict[bytes, BatchCounter] = {}
 
     def send(self, serialized_metric: bytes) -> None:
-        """Buffer a serialized metric until the next :meth:`flush`."""
-        self._lines.append(serialized_metric)
+        """Hold a serialized metric until the next :meth:`flush`.
+
+        .. versionadded:: 0.31
+           A batch is itself a transport.
+        """
+        self.transport.send(serialized_metric)
 
     def counter(self, name: str) -> BatchCounter:
-        """Return the batch's counter with the given name."""
+        """Return the batch's counter with the given name.
+
+        Asking twice for the same name gives the same counter.
+
+        :raises UnicodeEncodeError: if ``name`` is not ASCII.
+        """
         full_name = _metric_name(self.namespace, name)
-        counter = self._counters.get(full_name)
+        counter = self.counters.get(full_name)
         if counter is None:
-            counter = self._counters[full_name] = BatchCounter(self, full_name)
+            counter = self.counters[full_name] = BatchCounter(self.transport, full_name)
         return counter
 
     def flush(self) -> None:
@@ -333,18 +447,9 @@ class Batch(BaseClient):
         :data:`MAX_DATAGRAM_BYTES`; then it is split at line boundaries so no
         metric is lost. An empty batch sends nothing.
         """
-        lines = self._lines
-        self._lines = []
-        for counter in self._counters.values():
-            lines.extend(counter._drain())
-        if not lines:
-            return
-        payload = b"\n".join(lines)
-        if len(payload) <= MAX_DATAGRAM_BYTES:
-            self._destination.send(payload)
-            return
-        for packet in _split_into_datagrams(lines):
-            self._destination.send(packet)
+        for counter in self.counters.values():
+            counter.flush()
+        self.transport.flush()
 
     def __enter__(self) -> Batch:
         return self
@@ -369,7 +474,12 @@ def _split_into_datagrams(lines: list[bytes]) -> Iterator[bytes]:
 def make_client(namespace: str, endpoint: EndpointConfiguration | None) -> Client:
     """Return a client prefixing every metric name with ``namespace``.
 
-    With ``endpoint`` None the client discards everything it is given.
+    With an ``endpoint``, the client's :attr:`~BaseClient.transport` is a
+    :class:`SocketTransport` (the original's :class:`RawTransport`); with
+    ``endpoint`` None it is a :class:`NullTransport`, and the client discards
+    everything it is given.
+
+    :raises UnicodeEncodeError: if ``namespace`` is not ASCII.
     """
     transport: Transport = NullTransport() if endpoint is None else SocketTransport(endpoint)
     return Client(transport, namespace)

@@ -48,13 +48,27 @@ def test_timer_context_manager_reports_milliseconds(statsd, clock):
     assert statsd.received() == [b"svc.work:0.976562|ms"]
 
 
-def test_timer_can_be_restarted(statsd, clock):
+def test_timer_measures_once(statsd, clock):
+    # As in the original, a timer is started once and stopped once; starting
+    # it again, or stopping it twice, is a mistake that raises.
     timer = client_for(statsd).timer("t")
-    for elapsed in (1.0, 2.0):
+    timer.start()
+    with pytest.raises(RuntimeError, match=r"^timer 'svc.t' was already started$"):
         timer.start()
-        clock.now += elapsed
+    clock.now += 1.0
+    timer.stop()
+    with pytest.raises(RuntimeError, match=r"^timer 'svc.t' was already stopped$"):
         timer.stop()
-    assert statsd.received() == [b"svc.t:1000|ms", b"svc.t:2000|ms"]
+    with pytest.raises(RuntimeError, match="already started"):
+        timer.start()
+    assert statsd.received() == [b"svc.t:1000|ms"]
+
+
+def test_timer_send_needs_no_start(statsd):
+    timer = client_for(statsd).timer("t")
+    timer.send(3.14)
+    timer.send(0.5)
+    assert statsd.received() == [b"svc.t:3140|ms", b"svc.t:500|ms"]
 
 
 def test_timer_stopped_before_start_raises_and_sends_nothing(statsd):
@@ -74,8 +88,105 @@ def test_non_ascii_name_is_rejected_when_the_metric_is_made(statsd):
 
 
 def test_empty_namespace_adds_no_leading_dot(statsd):
-    client_for(statsd, namespace="").counter("x").increment()
+    metrics.make_client("", config.Endpoint(statsd.endpoint)).counter("x").increment()
     assert statsd.received() == [b"x:1|c"]
+
+
+def test_namespace_is_required_in_config(statsd):
+    # metrics.namespace is a config.String, which rejects the empty string.
+    with pytest.raises(ConfigurationError, match=r"^metrics.namespace: required but missing$"):
+        metrics_client_from_config({"metrics.endpoint": statsd.endpoint})
+
+
+def test_names_are_ascii_bytes_as_in_the_original():
+    client = metrics.make_client("svc", None)
+    assert client.namespace == b"svc"
+    assert client.batch().namespace == b"svc"
+    assert client.timer("a.b").name == b"svc.a.b"
+    assert client.counter(".c.").name == b"svc.c"
+    assert client.batch().counter("d").name == b"svc.d"
+    with pytest.raises(UnicodeEncodeError):
+        metrics.BaseClient(metrics.NullTransport(), "\u2603")
+
+
+class Recorder:
+    """A transport that keeps what it is sent."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, serialized_metric):
+        self.sent.append(serialized_metric)
+
+
+def test_metrics_made_directly_take_bytes_or_text_names():
+    transport = Recorder()
+    metrics.Counter(transport, b"c").increment(2, sample_rate=0.5)
+    metrics.Counter(transport, "c").decrement()
+    metrics.Gauge(transport, b"g").replace(33)
+    metrics.Histogram(transport, "h").add_sample(1.5)
+    metrics.Timer(transport, b"t").send(3.14)
+    assert transport.sent == [b"c:2|c|@0.5", b"c:-1|c", b"g:33|g", b"h:1.5|h", b"t:3140|ms"]
+
+
+def test_batch_counter_sums_per_sample_rate_until_flushed():
+    transport = Recorder()
+    counter = metrics.BatchCounter(transport, b"example")
+    counter.increment()
+    counter.increment(3)
+    counter.increment(sample_rate=0.5)
+    assert counter.packets == {1.0: 4, 0.5: 1}
+    assert transport.sent == []
+    counter.flush()
+    assert transport.sent == [b"example:4|c", b"example:1|c|@0.5"]
+    assert counter.packets == {}
+    counter.flush()
+    assert len(transport.sent) == 2
+
+
+def test_batch_keeps_one_counter_per_name():
+    batch = metrics.make_client("svc", None).batch()
+    counter = batch.counter("some_counter")
+    assert isinstance(counter, metrics.BatchCounter)
+    assert batch.counter("some_counter") is counter
+    assert batch.counters == {b"svc.some_counter": counter}
+
+
+def test_batch_sends_through_a_buffered_transport():
+    transport = Recorder()
+    batch = metrics.Batch(transport, "svc")
+    assert isinstance(batch.transport, metrics.BufferedTransport)
+    assert batch.transport.transport is transport
+    with batch:
+        batch.counter("c").increment()
+        batch.gauge("g").replace(1)
+        assert transport.sent == []
+    assert transport.sent == [b"svc.g:1|g\nsvc.c:1|c"]
+
+
+def test_buffered_transport_sends_lines_together():
+    transport = Recorder()
+    buffered = metrics.BufferedTransport(transport)
+    for line in (b"a", b"b", b"c"):
+        buffered.send(line)
+    assert buffered.buffer == [b"a", b"b", b"c"]
+    buffered.flush()
+    buffered.flush()
+    assert transport.sent == [b"a\nb\nc"]
+    assert buffered.buffer == []
+
+
+def test_buffered_transport_logs_a_transport_error(caplog):
+    class Failing:
+        def send(self, serialized_metric):
+            raise OSError("Message too long")
+
+    buffered = metrics.BufferedTransport(Failing())
+    for _ in range(10000):
+        buffered.send(b"a")
+    with caplog.at_level(logging.ERROR, logger="baseplate.metrics"):
+        buffered.flush()
+    assert "could not send a 19999-byte datagram" in caplog.text
 
 
 def test_batch_flushes_at_end_of_with_block_even_on_error(statsd):
@@ -200,7 +311,7 @@ def test_no_endpoint_discards(caplog):
 def test_config_without_endpoint_discards(raw):
     client = metrics_client_from_config({"metrics.namespace": "svc", **raw})
     assert isinstance(client.transport, metrics.NullTransport)
-    assert client.namespace == "svc"
+    assert client.namespace == b"svc"
 
 
 def test_config_with_bad_endpoint_names_the_key():
@@ -213,3 +324,9 @@ def test_config_with_bad_endpoint_names_the_key():
 def test_config_endpoint_is_parsed_like_config_endpoint(statsd):
     client = client_for(statsd)
     assert client.transport.endpoint == config.Endpoint(statsd.endpoint)
+
+
+def test_endpoint_gives_a_raw_transport(statsd):
+    # RawTransport is the original's name for the socket transport.
+    client = metrics.make_client("svc", config.Endpoint(statsd.endpoint))
+    assert isinstance(client.transport, metrics.RawTransport)
