@@ -116,14 +116,8 @@ def thrift_pool_from_config(
     names = prefix.split(".")
     if names[-1] != "" or not all(names[:-1]):
         raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
-    names.pop()
     spec: config.ConfigSpec = {k: v for k, v in _CONFIG_SPEC.items() if k not in kwargs}
-    # A prefix of several names (``services.example.``) is a nested group.
-    for name in reversed(names):
-        spec = {name: spec}
-    parsed = config.parse_config(app_config, spec)
-    for name in names:
-        parsed = parsed[name]
+    parsed = config.SpecParser(spec).parse(prefix[:-1], app_config)
     return ThriftConnectionPool(**{**parsed, **kwargs})
 
 

@@ -71,12 +71,10 @@ def hvac_factory_from_config(
     """
     if not prefix.endswith("."):
         raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    group = prefix[:-1]
-    cfg = config.parse_config(
-        app_config,
-        {group: {"timeout": config.Optional(config.Timespan, default=DEFAULT_TIMEOUT)}},
-    )
-    return HvacContextFactory(secrets_store, cfg[group].timeout)
+    cfg = config.SpecParser(
+        {"timeout": config.Optional(config.Timespan, default=DEFAULT_TIMEOUT)}
+    ).parse(prefix[:-1], app_config)
+    return HvacContextFactory(secrets_store, cfg.timeout)
 
 
 class HvacContextFactory(ContextFactory):
