@@ -265,6 +265,19 @@ def test_malformed_tokens_are_invalid(factory, token):
     assert context.oauth_client.event_fields() == {"oauth_client_id": None}
 
 
+def test_anonymous_token_with_a_null_subject_is_valid(tmp_path):
+    """What the edge issues to logged-out users: roles, and ``"sub": null``."""
+    private, public_pem = new_key_pair()
+    factory = EdgeRequestContextFactory(write_secrets(tmp_path / "s.json", {"current": public_pem}))
+    context = factory.new(
+        authentication_token=sign(private, sub=None, exp=FAR_FUTURE, roles=["anonymous"])
+    )
+    assert context.user.has_role("anonymous")
+    assert not context.user.is_logged_in
+    with pytest.raises(NoAuthenticationError):
+        _ = context.user.id
+
+
 def test_token_roles_are_compared_as_written(tmp_path):
     private, public_pem = new_key_pair()
     factory = EdgeRequestContextFactory(write_secrets(tmp_path / "s.json", {"current": public_pem}))
