@@ -47,7 +47,9 @@ class SpanOwner(Protocol):
         """The span this owner adopted, or was registered for, has ended."""
 
 
-def _key(span_context: SpanContext) -> tuple[int, int]:
+def span_key(span_context: SpanContext) -> tuple[int, int]:
+    """The key under which a processor keeps what it learnt of a span at its
+    start until its end (span ids alone may repeat across traces)."""
     return (span_context.trace_id, span_context.span_id)
 
 
@@ -63,7 +65,7 @@ def _owner_of(parent_context: Context | None) -> SpanOwner | None:
     if isinstance(entry, tuple) and entry[0] is parent:
         owner: SpanOwner = entry[1]
         return owner
-    return _owners.get(_key(parent.get_span_context()))
+    return _owners.get(span_key(parent.get_span_context()))
 
 
 class OwnerNotifyingSpanProcessor(SpanProcessor):
@@ -87,13 +89,13 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
             logger.exception("span owner %r failed to adopt span %r", owner, span.name)
             return
         if child_owner is not None:
-            _owners[_key(span.get_span_context())] = child_owner
+            _owners[span_key(span.get_span_context())] = child_owner
 
     def on_end(self, span: ReadableSpan) -> None:
         """Tell the ended span's owner, if it has one."""
         if not _owners or span.context is None:
             return
-        owner = _owners.pop(_key(span.context), None)
+        owner = _owners.pop(span_key(span.context), None)
         if owner is None:
             return
         try:

@@ -102,12 +102,6 @@ def set_service_name(name: str) -> None:
             _service_name = name
 
 
-def service_name() -> str | None:
-    """The service name in the resource of the process's provider, if any."""
-    name = get_tracer_provider().resource.attributes.get(SERVICE_NAME)
-    return name if isinstance(name, str) else None
-
-
 def root_sampler() -> BaseplateSampler | None:
     """The bridge's sampler, or None when the application brought its own."""
     sampler = get_tracer_provider().sampler

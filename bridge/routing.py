@@ -32,6 +32,7 @@ from opentelemetry.context import Context, create_key, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from bridge import creation
+from bridge.processor import span_key
 
 logger = logging.getLogger(__name__)
 
@@ -109,8 +110,7 @@ class RoutingSpanProcessor(SpanProcessor):
         named = context.get(ROUTE_KEY, _UNSET)
         route = self.default if isinstance(named, _Unset) else named
         if isinstance(route, ExportRoute):
-            span_context = span.get_span_context()
-            self._open[(span_context.trace_id, span_context.span_id)] = route
+            self._open[span_key(span.get_span_context())] = route
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass the span to its route's processor."""
@@ -118,7 +118,7 @@ class RoutingSpanProcessor(SpanProcessor):
         if isinstance(route, _Unset):
             if not self._open or span.context is None:
                 return
-            found = self._open.pop((span.context.trace_id, span.context.span_id), None)
+            found = self._open.pop(span_key(span.context), None)
             if found is None:
                 return
             route = found
@@ -129,10 +129,6 @@ class RoutingSpanProcessor(SpanProcessor):
             processor.on_end(span)
         except Exception:
             logger.exception("span processor %r failed on span %r", processor, span.name)
-
-    def open_span_count(self) -> int:
-        """How many spans of other libraries are open on a route (for leak checks)."""
-        return len(self._open)
 
     def shutdown(self) -> None:
         """Shut down the processor of every route, as the provider does its own."""
