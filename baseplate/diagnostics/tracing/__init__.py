@@ -106,18 +106,24 @@ class TracingClient:
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
+        #: Where the spans of the Baseplate this client is configured on go.
+        self.route = ExportRoute(root_ratio=sample_rate)
         self.service_name = service_name
-        self.sample_rate = sample_rate
         self.recorder = recorder
         self.max_span_queue_size = max_span_queue_size
         self.span_batch_interval = span_batch_interval
         self.tail_errors = tail_errors
         self.tail_slower_than = tail_slower_than
         self.processor: SpanProcessor | None = None
-        #: Where the spans of the Baseplate this client is configured on go.
-        self.route = ExportRoute(root_ratio=sample_rate)
         self._install_lock = threading.Lock()
         provider.set_service_name(service_name)
+
+    @property
+    def sample_rate(self) -> float:
+        """The share (0 to 1) of new traces sampled: the root ratio of :attr:`route`."""
+        ratio = self.route.root_ratio
+        assert ratio is not None
+        return ratio
 
     def install(self) -> None:
         """Make the exporter the destination of :attr:`route` (once)."""
