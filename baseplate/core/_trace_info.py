@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 from bridge.ids import MAX_ID, random_id
 from bridge.propagation import HTTP_HEADERS, HeaderNames, parse_trace_headers
+
+
+def header_names_by_field(
+    names: HeaderNames, as_bytes: bool = False
+) -> dict[str, tuple[str, ...]] | dict[str, tuple[bytes, ...]]:
+    """The original's ``TRACE_HEADER_NAMES``: each field's header names, by field.
+
+    The integrations export it for applications that pass it to
+    :meth:`TraceInfo.extract_upstream_header_values`; THeader names are bytes.
+    """
+    fields = {
+        "trace_id": names.trace,
+        "span_id": names.span,
+        "parent_span_id": names.parent,
+        "sampled": names.sampled,
+        "flags": names.flags,
+    }
+    if as_bytes:
+        return {field: tuple(name.encode() for name in group) for field, group in fields.items()}
+    return fields
 
 
 def _check_id(name: str, value: object) -> None:
@@ -91,3 +111,31 @@ class TraceInfo(NamedTuple):
             upstream.sampled,
             upstream.flags,
         )
+
+    @classmethod
+    def extract_upstream_header_values(
+        cls,
+        upstream_header_names: Mapping[str, Iterable[Any]],
+        headers: Mapping[Any, Any],
+    ) -> dict[str, Any]:
+        """The raw values of the trace headers present, by field.
+
+        :param upstream_header_names: Each field (``"trace_id"``,
+            ``"span_id"``, ``"parent_span_id"``, ``"sampled"``, ``"flags"``)
+            mapped to the names its header may have, such as the
+            integrations' ``TRACE_HEADER_NAMES``.
+        :param headers: The request's headers.
+        :returns: Each field found, mapped to its value as sent; absent fields
+            are left out.
+        :raises ValueError: if a field's header names carry different values.
+
+        Prefer :meth:`from_upstream_headers`, which also parses the values.
+        """
+        values: dict[str, Any] = {}
+        for field, names in upstream_header_names.items():
+            found = {headers[name] for name in names if name in headers}
+            if len(found) > 1:
+                raise ValueError(f"conflicting values for the {field} headers: {sorted(found)!r}")
+            if found:
+                values[field] = found.pop()
+        return values

@@ -34,8 +34,12 @@ How a request is instrumented:
 
 Trace headers (``X-Trace``, ``X-Parent``, ``X-Span``, ``X-Sampled``,
 ``X-Flags`` and their ``X-B3-`` aliases) and the ``X-Edge-Request`` header are
-read only when ``trust_trace_headers`` is true. Invalid trace headers start a
-new trace; they never fail the request.
+read only when the configurator's :class:`HeaderTrustHandler` trusts them (by
+default a :class:`StaticTrustHandler` of ``trust_trace_headers``). Invalid
+trace headers start a new trace; they never fail the request.
+
+For ``pshell``, :func:`pshell_setup` starts a server span on the shell's
+request; :func:`paste_make_app` lets PasteDeploy tools load a Baseplate app.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ try:
         # nothing an application can act on.
         warnings.filterwarnings("ignore", "'cgi' is deprecated", DeprecationWarning)
         import webob  # noqa: F401
-    from pyramid.events import ContextFound
+    from pyramid.events import ApplicationCreated, ContextFound
     from pyramid.httpexceptions import HTTPException
     from pyramid.response import Response
     from pyramid.tweens import EXCVIEW, INGRESS
@@ -63,13 +67,25 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from baseplate.core import Baseplate, ServerSpan, TraceInfo
 from baseplate.core._observers import ExcInfo
+from baseplate.core._trace_info import header_names_by_field
+from bridge.propagation import HTTP_HEADERS
 
 __all__ = [
+    "TRACE_HEADER_NAMES",
     "BaseplateConfigurator",
+    "BaseplateEvent",
     "EdgeContextFactory",
+    "HeaderTrustHandler",
     "ServerSpanInitialized",
+    "StaticTrustHandler",
     "add_health_check",
+    "paste_make_app",
+    "pshell_setup",
 ]
+
+#: The names of each trace header, by field, as
+#: :meth:`~baseplate.core.TraceInfo.extract_upstream_header_values` takes them.
+TRACE_HEADER_NAMES = header_names_by_field(HTTP_HEADERS)
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +109,17 @@ class EdgeContextFactory(Protocol):
         """Make the request's edge context from the raw ``X-Edge-Request`` bytes."""
 
 
-class ServerSpanInitialized:
+class BaseplateEvent:
+    """The base of the events Baseplate fires through Pyramid's registry.
+
+    :param request: The request the event is about.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+
+
+class ServerSpanInitialized(BaseplateEvent):
     """Event that Baseplate fires after creating the ServerSpan for a Request.
 
     This event will be emitted before the Request is passed along to its
@@ -106,8 +132,47 @@ class ServerSpanInitialized:
     :param request: The request, whose ``trace`` is the started server span.
     """
 
-    def __init__(self, request: Any) -> None:
-        self.request = request
+
+class HeaderTrustHandler:
+    """Decides, per request, whether its upstream headers are believed.
+
+    Give one to :class:`BaseplateConfigurator` to trust some callers (by
+    address, by a header a proxy sets, ...) and not others.
+    :class:`StaticTrustHandler` is the default.
+    """
+
+    def should_trust_trace_headers(self, request: Any) -> bool:
+        """Whether the request's trace headers continue the caller's trace."""
+        raise NotImplementedError
+
+    def should_trust_edge_context_payload(self, request: Any) -> bool:
+        """Whether the request's ``X-Edge-Request`` header is read."""
+        raise NotImplementedError
+
+
+class StaticTrustHandler(HeaderTrustHandler):
+    """Trust every request's headers, or none.
+
+    :param trust_headers: The answer to both questions of
+        :class:`HeaderTrustHandler`.
+
+    .. warning::
+
+        Do not set ``trust_headers`` to True unless you are sure your
+        application is only accessible by trusted sources (usually
+        backend-only services).
+    """
+
+    def __init__(self, trust_headers: bool = False) -> None:
+        self.trust_headers = trust_headers
+
+    def should_trust_trace_headers(self, request: Any) -> bool:
+        """``trust_headers``."""
+        return self.trust_headers
+
+    def should_trust_edge_context_payload(self, request: Any) -> bool:
+        """``trust_headers``."""
+        return self.trust_headers
 
 
 class BaseplateConfigurator:
@@ -123,6 +188,9 @@ class BaseplateConfigurator:
         bytes become ``request.request_context`` (what
         ``factory.from_upstream`` makes) and ``request.raw_request_context``;
         without it, only ``request.raw_request_context`` is set.
+    :param header_trust_handler: Decides per request whether its trace and
+        edge headers are trusted; without one, a :class:`StaticTrustHandler`
+        of ``trust_trace_headers`` does.
 
     .. warning::
 
@@ -136,20 +204,36 @@ class BaseplateConfigurator:
         baseplate: Baseplate,
         trust_trace_headers: bool = False,
         edge_context_factory: EdgeContextFactory | None = None,
+        header_trust_handler: HeaderTrustHandler | None = None,
     ) -> None:
         self.baseplate = baseplate
         self.trust_trace_headers = bool(trust_trace_headers)
         self.edge_context_factory = edge_context_factory
+        self.header_trust_handler = header_trust_handler or StaticTrustHandler(
+            self.trust_trace_headers
+        )
 
     def includeme(self, config: Any) -> None:
         """Install the integration; pass this to ``Configurator.include``.
 
         Also adds the ``config.add_health_check()`` directive (see
-        :func:`add_health_check`).
+        :func:`add_health_check`), the request method
+        ``request.start_server_span(name, trace_info=None)`` (what
+        :func:`pshell_setup` uses), and sets ``app.baseplate`` on the WSGI
+        application Pyramid creates.
         """
         config.add_subscriber(self._on_context_found, ContextFound)
+        config.add_subscriber(self._on_application_created, ApplicationCreated)
         config.add_tween(_TWEEN_NAME, under=INGRESS, over=EXCVIEW)
         config.add_directive("add_health_check", add_health_check)
+
+        def start_server_span(request: Any, name: str, trace_info: TraceInfo | None = None) -> Any:
+            return self._start_server_span(request, name, trace_info)
+
+        config.add_request_method(start_server_span, "start_server_span")
+
+    def _on_application_created(self, event: Any) -> None:
+        event.app.baseplate = self.baseplate
 
     # -- the start of a request -----------------------------------------------
 
@@ -159,18 +243,27 @@ class BaseplateConfigurator:
         if route is None:
             return
         trace_info = None
-        if self.trust_trace_headers:
+        if self.header_trust_handler.should_trust_trace_headers(request):
             trace_info = _trace_info_of(request.headers)
+        if self.header_trust_handler.should_trust_edge_context_payload(request):
             self._attach_edge_context(request)
-        server_span = self.baseplate.make_server_span(request, route.name, trace_info)
-        setattr(request, _SPAN_ATTRIBUTE, server_span)
-        server_span.start()
+        server_span = self._start_server_span(request, route.name, trace_info, notify=False)
         server_span.set_tag("http.url", request.url)
         server_span.set_tag("http.method", request.method)
         peer = request.remote_addr
         if peer:
             server_span.set_tag("peer.ipv4", peer)
         request.registry.notify(ServerSpanInitialized(request))
+
+    def _start_server_span(
+        self, request: Any, name: str, trace_info: TraceInfo | None, notify: bool = True
+    ) -> ServerSpan:
+        server_span = self.baseplate.make_server_span(request, name, trace_info)
+        setattr(request, _SPAN_ATTRIBUTE, server_span)
+        server_span.start()
+        if notify:
+            request.registry.notify(ServerSpanInitialized(request))
+        return server_span
 
     def _attach_edge_context(self, request: Any) -> None:
         header = request.headers.get(_EDGE_HEADER)
@@ -285,6 +378,33 @@ class _FinishingBody:
             raise
         finally:
             self._server_span.finish(exc_info=self._exc_info)
+
+
+# -- pshell and PasteDeploy -----------------------------------------------------
+
+
+def pshell_setup(env: dict[str, Any]) -> None:
+    """Start a server span on the request of a ``pshell`` session.
+
+    The shell's ``request`` then has ``trace`` and every context attribute.
+    Name it in the application's INI file::
+
+        [pshell]
+        setup = baseplate.integration.pyramid:pshell_setup
+    """
+    env["request"].start_server_span("shell")
+
+
+def paste_make_app(_global_config: Any, **local_config: str) -> Any:
+    """Make the application as ``baseplate-serve`` would, for PasteDeploy tools.
+
+    With ``use = egg:baseplate`` in the ``[app:...]`` section, tools such as
+    ``pshell`` call this with the section's options, whose ``factory`` names
+    the application factory (see :func:`baseplate.server.make_app`).
+    """
+    from baseplate.server import make_app
+
+    return make_app(local_config)
 
 
 # -- health checks ------------------------------------------------------------------

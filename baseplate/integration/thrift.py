@@ -50,9 +50,11 @@ from baseplate.core import (
     ServerSpan,
     TraceInfo,
 )
+from baseplate.core._trace_info import header_names_by_field
 from bridge.propagation import THRIFT_HEADERS
 
 __all__ = [
+    "TRACE_HEADER_NAMES",
     "BaseplateProcessorEventHandler",
     "ContextDispatcher",
     "ProcessorEventHandler",
@@ -60,6 +62,10 @@ __all__ = [
     "baseplateify_processor",
     "make_context_processor",
 ]
+
+#: The names of each THeader trace header, by field, as
+#: :meth:`~baseplate.core.TraceInfo.extract_upstream_header_values` takes them.
+TRACE_HEADER_NAMES = header_names_by_field(THRIFT_HEADERS, as_bytes=True)
 
 logger = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from baseplate.server._config import (
 from baseplate.server._logging import configure_default_logging, configure_logging
 from baseplate.server._stacks import install_stack_dump_handler
 
-__all__ = ["main"]
+__all__ = ["main", "make_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--reload", action="store_true", help="restart when a source file changes (development)"
     )
     return parser.parse_args(argv)
+
+
+def make_app(app_config: dict[str, str]) -> Any:
+    """Make the application named by the ``factory`` of an application section.
+
+    ``app_config`` holds the section's options; the factory is called with
+    the others, as ``baseplate-serve`` calls it. This is for tools that load
+    an application from options alone, such as PasteDeploy's (see
+    :func:`baseplate.integration.pyramid.paste_make_app`).
+
+    :raises ConfigFileError: if ``factory`` is missing or names nothing callable.
+    """
+    factory = load_factory(
+        app_config.get("factory"), "make_app", path="application options", where="factory"
+    )
+    return factory(factory_options(app_config))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
