@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from baseplate.config import ConfigurationError
-from baseplate.server import _einhorn, _listener, _reload
+from baseplate.server import _listener, _reload, einhorn
 from baseplate.server._config import (
     ConfigFileError,
     factory_options,
@@ -148,10 +148,10 @@ def _make_listener(args: argparse.Namespace) -> socket.socket:
     inherited = os.environ.pop(_listener.INHERITED_FD_ENV, None)
     if args.reload and inherited is not None:
         return _listener.listener_from_fd(int(inherited))
-    if _einhorn.is_worker():
+    if einhorn.is_worker():
         try:
-            fds = _einhorn.listener_fds()
-        except _einhorn.EinhornError as exc:
+            fds = einhorn.listener_fds()
+        except einhorn.EinhornError as exc:
             raise _StartupError(str(exc)) from None
         if fds:
             if args.bind:
@@ -214,10 +214,10 @@ def _serve(server: Any, listener: socket.socket, watcher: _reload.SourceWatcher 
 
     server.start()
     logger.info("listening on %s", _listener.describe(listener))
-    if _einhorn.is_worker():
+    if einhorn.is_worker():
         try:
-            _einhorn.send_ack()
-        except _einhorn.EinhornError as exc:
+            einhorn.send_ack()
+        except einhorn.EinhornError as exc:
             logger.error("%s", exc)
         else:
             logger.info("sent the ACK to the Einhorn master")

@@ -2,7 +2,7 @@
 
 A parent passes a socket by leaving its descriptor open across ``exec`` and
 naming it in the environment: Einhorn does so (see
-:mod:`baseplate.server._einhorn`), and so does ``--reload`` when it re-executes
+:mod:`baseplate.server.einhorn`), and so does ``--reload`` when it re-executes
 the server, so the address (even a port picked by the kernel) survives the
 restart.
 """

@@ -13,6 +13,7 @@ import socket
 
 import pytest
 
+from baseplate.server import einhorn
 from tests.server import child_environ, http_get, write
 
 APP = """
@@ -156,3 +157,60 @@ def test_a_grandchild_of_einhorn_is_not_a_worker(servers, app_dir):
     assert address != "127.0.0.1:0"
     assert http_get(address, "/") == (200, "served by the worker")
     assert "Einhorn" not in server.output
+
+
+# -- the original's helpers, in this process ------------------------------------
+
+
+@pytest.fixture
+def einhorn_worker(monkeypatch):
+    """This process, made an Einhorn worker by the environment its master would give it."""
+    for key in list(os.environ):
+        if key.startswith("EINHORN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("EINHORN_MASTER_PID", str(os.getppid()))
+    return monkeypatch
+
+
+def test_helpers_refuse_outside_einhorn(monkeypatch):
+    monkeypatch.delenv("EINHORN_MASTER_PID", raising=False)
+    assert not einhorn.is_worker()
+    for helper in (einhorn.get_socket_count, einhorn.get_socket, einhorn.ack_startup):
+        with pytest.raises(einhorn.NotEinhornWorker):
+            helper()
+
+
+def test_get_socket_gives_each_bound_socket_with_its_family(
+    einhorn_worker, shared_listener, tmp_path
+):
+    unix_listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix_listener.bind(str(tmp_path / "app.sock"))
+    unix_listener.listen(1)
+    einhorn_worker.setenv("EINHORN_FD_COUNT", "2")
+    einhorn_worker.setenv("EINHORN_FD_0", str(shared_listener.fileno()))
+    einhorn_worker.setenv("EINHORN_FD_1", str(unix_listener.fileno()))
+    einhorn_worker.setenv("EINHORN_FD_FAMILY_1", "AF_UNIX")
+    try:
+        assert einhorn.get_socket_count() == 2
+        with einhorn.get_socket() as inet, einhorn.get_socket(1) as unix:
+            assert inet.getsockname() == shared_listener.getsockname()
+            assert unix.family == socket.AF_UNIX
+            assert unix.getsockname() == str(tmp_path / "app.sock")
+        for index in (-1, 2):
+            with pytest.raises(IndexError):
+                einhorn.get_socket(index)
+        einhorn_worker.setenv("EINHORN_FD_FAMILY_1", "AF_NOPE")
+        with pytest.raises(einhorn.EinhornError, match="AF_NOPE"):
+            einhorn.get_socket(1)
+    finally:
+        unix_listener.close()
+
+
+def test_ack_startup_tells_the_master(einhorn_worker, command_socket):
+    listener, path = command_socket
+    einhorn_worker.setenv("EINHORN_SOCK_PATH", path)
+    einhorn.ack_startup()
+    connection, _ = listener.accept()
+    with connection:
+        connection.settimeout(ACK_TIMEOUT)
+        assert read_message(connection) == {"command": "worker:ack", "pid": os.getpid()}
