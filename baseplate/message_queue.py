@@ -36,6 +36,7 @@ __all__ = [
     "InvalidParametersError",
     "MessageQueue",
     "MessageQueueError",
+    "MessageQueueOSError",
     "MessageTooLargeError",
     "TimedOutError",
     "main",
@@ -97,6 +98,15 @@ class MessageTooLargeError(MessageQueueError, ValueError):
         self.size = size
         #: The largest message the queue takes, in bytes.
         self.max_message_size = max_message_size
+
+
+class MessageQueueOSError(MessageQueueError, OSError):
+    """The system would not create the queue (its message-queue space or open
+    files are used up).
+
+    It is an :exc:`OSError` too, as in the original, so code that catches
+    that still does.
+    """
 
 
 class _WaitTimedOutError(Exception):
@@ -218,7 +228,7 @@ class MessageQueue:
             raise MessageQueueError(f"no permission to open queue {name!r}: {exc}") from exc
         except OSError as exc:
             # EMFILE: the per-user RLIMIT_MSGQUEUE (or the open file limit) is used up.
-            raise MessageQueueError(
+            raise MessageQueueOSError(
                 f"cannot create queue {name!r}: {exc}. Either this user's space for"
                 " message queues (RLIMIT_MSGQUEUE, `ulimit -q`) is used up by other"
                 " queues, or the process has too many open files"

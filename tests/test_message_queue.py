@@ -183,6 +183,25 @@ def test_sizes_must_be_positive(queue_name, max_messages, max_message_size):
     assert info.value.setting is None
 
 
+def test_used_up_queue_space_is_an_os_error(queue_name):
+    """With no RLIMIT_MSGQUEUE left the system refuses the queue: the error
+    names the limit and is an OSError, as the original's was."""
+    script = f"""
+import resource
+from baseplate.message_queue import MessageQueue, MessageQueueError, MessageQueueOSError
+resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+try:
+    MessageQueue({queue_name!r}, max_messages=10, max_message_size=1024)
+except OSError as exc:
+    assert isinstance(exc, MessageQueueOSError) and isinstance(exc, MessageQueueError)
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "RLIMIT_MSGQUEUE" in done.stdout, done.stderr
+
+
 @pytest.mark.parametrize("name", ["", "/", "no-slash", "/two/slashes", "/" + "x" * 300])
 def test_malformed_names(name):
     with pytest.raises(InvalidParametersError):
