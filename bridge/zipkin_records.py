@@ -20,6 +20,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 LOCAL_COMPONENT_ATTRIBUTE = "lc"
 #: The attribute marking a span of a trace with Baseplate's debug flag.
 DEBUG_ATTRIBUTE = "baseplate.debug"
+#: The attribute marking a server span that took its span id from its caller
+#: (Zipkin's shared span: client and server record one span). Zipkin v2 calls
+#: it ``shared``; the original's records had no such field and leave it out.
+SHARED_ATTRIBUTE = "baseplate.shared"
 
 _ID_MASK = 2**64 - 1
 _ANNOTATIONS = {
@@ -70,6 +74,7 @@ class ZipkinRecordEncoder:
 
         attributes = dict(span.attributes or {})
         debug = attributes.pop(DEBUG_ATTRIBUTE, False)
+        attributes.pop(SHARED_ATTRIBUTE, None)
         binary_annotations = [
             {"key": key, "value": _annotation_value(value), "endpoint": endpoint}
             for key, value in attributes.items()
@@ -115,6 +120,7 @@ class ZipkinRecordEncoder:
 
         attributes = dict(span.attributes or {})
         debug = attributes.pop(DEBUG_ATTRIBUTE, False)
+        attributes.pop(SHARED_ATTRIBUTE, None)
         binary = [
             f'{{"key": {_dumps(key)}, "value": {_dumps(_annotation_value(value))}, '
             f'"endpoint": {endpoint}}}'

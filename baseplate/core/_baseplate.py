@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import SpanContext
+
 from baseplate.core._observers import BaseplateObserver
 from baseplate.core._spans import ServerSpan
 from baseplate.core._trace_info import TraceInfo
@@ -85,7 +87,12 @@ class Baseplate:
         self.register(ContextObserver(name, context_factory))
 
     def make_server_span(
-        self, context: Any, name: str, trace_info: TraceInfo | None = None
+        self,
+        context: Any,
+        name: str,
+        trace_info: TraceInfo | None = None,
+        *,
+        remote_parent: SpanContext | None = None,
     ) -> ServerSpan:
         """Return a server span representing the request we are handling.
 
@@ -100,6 +107,19 @@ class Baseplate:
             route or RPC method name.
         :param trace_info: The trace context of this request as passed in
             from upstream. If None, a new trace context will be generated.
+            A ``trace_info`` that names a parent (``parent_id`` not None)
+            carries the span id the caller chose for this call: the server
+            span takes it, as Zipkin's *shared* span.
+        :param remote_parent: The caller's span, when the caller follows
+            OpenTelemetry's model (a W3C ``traceparent``): the server span is
+            its child, with a span id of its own (``trace_info.span_id``),
+            and keeps the caller's full trace id (up to 128 bits) and trace
+            state in the OpenTelemetry export. ``trace_info`` then carries
+            the low 64 bits of the trace id, which is what Baseplate headers
+            sent downstream carry.
+
+        .. versionchanged:: 0.31
+           ``remote_parent`` is new.
         """
         if trace_info is None:
             trace_info = TraceInfo.new()
@@ -112,6 +132,10 @@ class Baseplate:
             name,
             context,
         )
+        if remote_parent is not None:
+            server_span._remote_parent = remote_parent
+        elif trace_info.parent_id is not None:
+            server_span._shared = True
         context.trace = server_span
         for observer in self.observers:
             observer.on_server_span_created(context, server_span)

@@ -28,7 +28,7 @@ from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
 from bridge import creation, current, processor, provider, routing
 from bridge.ids import random_id
-from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE
+from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE, SHARED_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,18 @@ class Span:
 
     _kind = SpanKind.CLIENT
     _suppresses_instrumentation = True
+    #: True for a span that another library started through the
+    #: OpenTelemetry API, which the facade only reports to observers.
+    #:
+    #: .. versionadded:: 0.31
+    native = False
+    #: The caller's span when it follows OpenTelemetry's model (W3C
+    #: ``traceparent``): this span becomes its child, keeping the caller's
+    #: 128-bit trace id and trace state. None: the ids of the span decide.
+    _remote_parent: trace.SpanContext | None = None
+    #: Whether this server span took its span id from its caller (Zipkin's
+    #: shared span, the Baseplate header model).
+    _shared = False
 
     def __init__(
         self,
@@ -136,6 +148,17 @@ class Span:
             context = previous
             if previous.get(_OTEL_SPAN_KEY) is not parent._otel_span:
                 context = trace.set_span_in_context(parent._otel_span, previous)
+        elif self._remote_parent is not None:
+            remote = self._remote_parent
+            if debug and not remote.trace_flags.sampled:
+                remote = trace.SpanContext(
+                    remote.trace_id,
+                    remote.span_id,
+                    is_remote=True,
+                    trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+                    trace_state=remote.trace_state,
+                )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(remote), previous)
         elif not self.parent_id:
             context = trace.set_span_in_context(trace.INVALID_SPAN, previous)
         else:
@@ -165,6 +188,8 @@ class Span:
             attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
         if debug:
             attributes[DEBUG_ATTRIBUTE] = True
+        if self._shared:
+            attributes[SHARED_ATTRIBUTE] = True
         return creation.start_span(
             provider.get_tracer(), self.name, context, self._kind, request, attributes or None
         )
@@ -418,6 +443,7 @@ class _AdoptedSpan(Span):
     """
 
     _suppresses_instrumentation = False
+    native = True
 
     def __init__(self, parent: Span, span: SdkSpan) -> None:
         span_context = span.get_span_context()
