@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.span_copy import copy_span
-from bridge.zipkin_records import ZipkinRecordEncoder
+from bridge.zipkin_records import DEBUG_ATTRIBUTE, SHARED_ATTRIBUTE, ZipkinRecordEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -236,13 +236,36 @@ class LoggingSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def _apply_baseplate_markers(encoded: dict[str, Any], attributes: Any) -> None:
+    """Turn the facade's marker attributes into Zipkin v2's ``debug`` and ``shared``.
+
+    The upstream encoder sets ``debug`` on every sampled span, which tells
+    Zipkin each one was forced; only spans of traces with Baseplate's debug
+    flag are. The markers are instructions to the encoder, not tags.
+    """
+    encoded.pop("debug", None)
+    tags = encoded.get("tags")
+    if tags is not None:
+        tags.pop(DEBUG_ATTRIBUTE, None)
+        tags.pop(SHARED_ATTRIBUTE, None)
+        if not tags:
+            del encoded["tags"]
+    attributes = attributes or {}
+    if attributes.get(DEBUG_ATTRIBUTE):
+        encoded["debug"] = True
+    if attributes.get(SHARED_ATTRIBUTE):
+        encoded["shared"] = True
+
+
 def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
     """A Zipkin v2 JSON exporter whose output follows the v2 API's span schema.
 
     OpenTelemetry's Zipkin exporter writes ``"kind": null`` for internal spans
     and a zero duration for spans shorter than a microsecond; the v2 schema
     allows neither (kind is an enum, duration at least 1), so this encoder
-    leaves an unknown kind out and rounds durations up to 1.
+    leaves an unknown kind out and rounds durations up to 1. It also marks
+    ``debug`` only the spans of debug-flagged traces (not every sampled span)
+    and ``shared`` the server spans that took their caller's span id.
     """
     from opentelemetry.exporter.zipkin.json import ZipkinExporter
     from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
@@ -253,6 +276,7 @@ def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
             if encoded.get("kind") is None:
                 encoded.pop("kind", None)
             encoded["duration"] = max(1, encoded.get("duration") or 0)
+            _apply_baseplate_markers(encoded, span.attributes)
             return encoded
 
     exporter = ZipkinExporter(endpoint=endpoint)

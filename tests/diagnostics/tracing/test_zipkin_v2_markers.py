@@ -1,0 +1,107 @@
+"""Zipkin v2 ``debug`` and ``shared``, as a local Zipkin stand-in receives them.
+
+OpenTelemetry's encoder marks every sampled span ``debug``; Baseplate's marks
+only the spans of debug-flagged traces, and marks ``shared`` the server spans
+that took their caller's span id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jsonschema
+import pytest
+
+from baseplate import tracing_client_from_config
+from baseplate.core import Baseplate, TraceInfo
+from bridge import provider
+from bridge.zipkin_records import DEBUG_ATTRIBUTE, SHARED_ATTRIBUTE
+from tests.diagnostics.tracing.standins import CollectorStandIn
+
+SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
+DEBUG_FLAG = 1
+
+
+@pytest.fixture
+def fresh_provider():
+    provider._reset_for_tests()
+    yield
+    provider._reset_for_tests()
+
+
+@pytest.fixture
+def zipkin():
+    stand_in = CollectorStandIn()
+    yield stand_in
+    stand_in.close()
+
+
+def zipkin_spans(zipkin: CollectorStandIn, trace_info: TraceInfo | None) -> dict[str, Any]:
+    """Serve one request (a server span and a child) and return what Zipkin got, by name."""
+    client = tracing_client_from_config(
+        {
+            "tracing.service_name": "marker-service",
+            "tracing.exporter": "zipkin",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{zipkin.port}/api/v2/spans",
+            "tracing.sample_rate": "100%",
+        }
+    )
+    baseplate = Baseplate()
+    baseplate.configure_tracing(client)
+    with baseplate.make_server_span(SimpleNamespace(), "handle", trace_info) as server:
+        with server.make_child("backend.call"):
+            pass
+    assert client.flush(10)
+    spans = []
+    for _, _, body in zipkin.wait_for(1):
+        payload = json.loads(body)
+        jsonschema.validate(payload, SCHEMA)
+        spans.extend(payload)
+    by_name = {span["name"]: span for span in spans}
+    assert set(by_name) == {"handle", "backend.call"}
+    for span in spans:
+        tags = span.get("tags", {})
+        assert DEBUG_ATTRIBUTE not in tags
+        assert SHARED_ATTRIBUTE not in tags
+    return by_name
+
+
+def test_a_plain_sampled_trace_is_not_debug(zipkin, fresh_provider):
+    spans = zipkin_spans(zipkin, None)
+    for span in spans.values():
+        assert "debug" not in span
+        assert "shared" not in span
+    assert "parentId" not in spans["handle"]
+
+
+def test_an_upstream_sampled_trace_is_not_debug(zipkin, fresh_provider):
+    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, True, None))
+    assert not any("debug" in span for span in spans.values())
+
+
+def test_a_debug_flagged_trace_is_debug_on_every_span(zipkin, fresh_provider):
+    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, None, DEBUG_FLAG))
+    assert spans["handle"]["debug"] is True
+    assert spans["backend.call"]["debug"] is True
+
+
+def test_a_server_span_with_its_callers_span_id_is_shared(zipkin, fresh_provider):
+    trace_id, parent_id, span_id = 0x1234, 0x5678, 0x9ABC
+    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(trace_id, parent_id, span_id, True, None))
+    server = spans["handle"]
+    assert server["shared"] is True
+    assert server["kind"] == "SERVER"
+    assert server["id"] == f"{span_id:016x}"
+    assert server["parentId"] == f"{parent_id:016x}"
+    assert int(server["traceId"], 16) == trace_id
+    assert "shared" not in spans["backend.call"]
+    assert spans["backend.call"]["parentId"] == f"{span_id:016x}"
+
+
+def test_a_fresh_root_server_span_is_not_shared(zipkin, fresh_provider):
+    server = zipkin_spans(zipkin, None)["handle"]
+    assert server["kind"] == "SERVER"
+    assert "shared" not in server
