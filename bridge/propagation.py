@@ -12,6 +12,15 @@ the shared-span model; the propagators map the headers to and from an OTel
 remote parent, so any OTel application can speak the Baseplate wire format
 (``OTEL_PROPAGATORS=baseplate,tracecontext``).
 
+A caller may send both Baseplate headers and W3C ``traceparent`` (an
+OpenTelemetry-instrumented client under :func:`use_baseplate_and_w3c_propagation`
+does). :func:`read_upstream` decides which model a server follows: when
+``traceparent`` names the same span as ``X-Span`` (and the same trace, in its
+low 64 bits), the caller follows OpenTelemetry's model and the server span is
+a child of the caller's span, keeping the full 128-bit trace id and trace
+state; when they disagree, the Baseplate headers win, with the shared-span
+model.
+
 .. versionadded:: 0.31
 """
 
@@ -19,11 +28,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import (
     CarrierT,
     Getter,
@@ -33,6 +45,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
     "HTTP_HEADERS",
@@ -44,6 +57,10 @@ __all__ = [
     "InvalidTraceHeaders",
     "UpstreamTrace",
     "parse_trace_headers",
+    "parse_traceparent",
+    "read_upstream",
+    "traceparent_for_wide_trace",
+    "use_baseplate_and_w3c_propagation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -254,6 +271,10 @@ class BaseplatePropagator(TextMapPropagator):
             return context
         if upstream is None or upstream.trace_id == 0 or upstream.span_id == 0:
             return context
+        if _names_same_span(trace.get_current_span(context).get_span_context(), upstream):
+            # A traceparent extracted before named this very span, with its
+            # full trace id and trace state: keep it.
+            return context
 
         debug = upstream.flags is not None and bool(upstream.flags & _FLAG_DEBUG)
         span_context = SpanContext(
@@ -308,3 +329,108 @@ class BaseplateThriftPropagator(BaseplatePropagator):
 
     def __init__(self) -> None:
         super().__init__(THRIFT_HEADERS)
+
+
+_W3C = TraceContextTextMapPropagator()
+_W3C_NAMES = frozenset(("traceparent", "tracestate"))
+
+
+def parse_traceparent(headers: HeaderMapping) -> SpanContext | None:
+    """The caller's span from W3C ``traceparent`` (and ``tracestate``), or None.
+
+    Names match case-insensitively; keys and values may be ``str`` or
+    ``bytes``. An absent or malformed ``traceparent`` gives None.
+    """
+    found: dict[str, str] = {}
+    for key, value in headers.items():
+        name = _normalize_name(key)
+        if name not in _W3C_NAMES:
+            continue
+        try:
+            found[name] = value.decode("ascii") if isinstance(value, bytes) else value
+        except UnicodeDecodeError:
+            return None
+    if "traceparent" not in found:
+        return None
+    span_context = trace.get_current_span(_W3C.extract(found)).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def traceparent_for_wide_trace(span: trace.Span) -> str | None:
+    """``span``'s W3C ``traceparent`` when its trace id is wider than 64 bits, else None.
+
+    Baseplate headers carry the low 64 bits of the trace id. A client that
+    writes them for a span of a 128-bit trace (one an OpenTelemetry caller
+    started) adds this header, so the server keeps the whole id (see
+    :func:`read_upstream`); for 64-bit traces the wire stays as the
+    original's.
+    """
+    if not span.get_span_context().trace_id >> 64:
+        return None
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, trace.set_span_in_context(span))
+    return carrier.get("traceparent")
+
+
+def _names_same_span(parent: SpanContext, upstream: UpstreamTrace) -> bool:
+    return (
+        parent.is_valid
+        and parent.span_id == upstream.span_id
+        and parent.trace_id & _LOW_64_BITS == upstream.trace_id
+    )
+
+
+def read_upstream(
+    headers: HeaderMapping, names: HeaderNames
+) -> tuple[UpstreamTrace | None, SpanContext | None]:
+    """What a server continues: the caller's Baseplate ids, its W3C span, or both.
+
+    Returns ``(baseplate, remote_parent)``:
+
+    * ``(ids, None)``: Baseplate headers alone, or disagreeing with
+      ``traceparent`` (the Baseplate headers win): the server span takes the
+      caller's span id, Zipkin's shared span;
+    * ``(ids or None, parent)``: ``traceparent`` alone, or naming the same span
+      as the Baseplate headers: the server span is a child of ``parent``;
+    * ``(None, None)``: nothing usable; the server starts a new trace.
+
+    Invalid Baseplate headers count as absent (logged at debug level).
+    """
+    try:
+        baseplate = parse_trace_headers(headers, names)
+    except InvalidTraceHeaders as exc:
+        logger.debug("ignoring trace headers: %s", exc)
+        baseplate = None
+    parent = parse_traceparent(headers)
+    if baseplate is not None and parent is not None and not _names_same_span(parent, baseplate):
+        return baseplate, None
+    return baseplate, parent
+
+
+def use_baseplate_and_w3c_propagation() -> bool:
+    """Make the global propagator speak Baseplate headers, W3C trace context and baggage.
+
+    Outbound calls made by OpenTelemetry-instrumented clients then carry
+    ``X-Trace``/``X-Parent``/``X-Span``/``X-Sampled`` as well as
+    ``traceparent``, ``tracestate`` and ``baggage``, so both Baseplate and
+    OpenTelemetry services continue the trace. On extract, a ``traceparent``
+    naming the same span as the Baseplate headers keeps its full trace id;
+    otherwise the Baseplate headers win.
+
+    Does nothing, and returns False, when the application chose its
+    propagators: ``OTEL_PROPAGATORS`` is set, or the global propagator is
+    not OpenTelemetry's default (W3C trace context and baggage).
+    """
+    if os.environ.get("OTEL_PROPAGATORS"):
+        return False
+    current = propagate.get_global_textmap()
+    if not isinstance(current, CompositePropagator) or current.fields != _DEFAULT_FIELDS:
+        return False
+    propagate.set_global_textmap(
+        CompositePropagator([_W3C, W3CBaggagePropagator(), BaseplateHTTPPropagator()])
+    )
+    return True
+
+
+#: The fields of OpenTelemetry's default propagator (``tracecontext,baggage``).
+_DEFAULT_FIELDS = frozenset(("traceparent", "tracestate", "baggage"))

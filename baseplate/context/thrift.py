@@ -28,6 +28,7 @@ from thrift.transport.TTransport import TTransportException
 from baseplate.context import ContextFactory
 from baseplate.retry import RetryPolicy
 from baseplate.thrift_pool import ThriftConnectionPool
+from bridge.propagation import traceparent_for_wide_trace
 
 if TYPE_CHECKING:
     from baseplate.core import Span
@@ -131,8 +132,10 @@ class ThriftClientProxy:
     * checks a connection out of the pool for the duration of the call;
     * sends, as THeader headers, the child span's ``Trace``, ``Parent`` and
       ``Span`` ids, ``Sampled`` (``1`` or ``0``, if the sampling decision is
-      known) and ``Flags`` (if any are set), and ``Edge-Request``, the
-      request's edge context, if it has one;
+      known) and ``Flags`` (if any are set), ``traceparent`` when the trace
+      id is wider than Baseplate's 64 bits (a trace an OpenTelemetry caller
+      started), and ``Edge-Request``, the request's edge context, if it has
+      one;
     * finishes the span as a success when it returns or raises an exception
       declared in the service's IDL, and as a failure for any other error
       (:class:`~thrift.Thrift.TApplicationException`,
@@ -231,6 +234,10 @@ def _write_headers(protocol: TProtocolBase, span: Span, edge_context: Any) -> No
         set_header(b"Sampled", b"1" if span.sampled else b"0")
     if span.flags:
         set_header(b"Flags", str(span.flags).encode())
+    otel_span = span.otel_span
+    traceparent = None if otel_span is None else traceparent_for_wide_trace(otel_span)
+    if traceparent is not None:
+        set_header(b"traceparent", traceparent.encode())
     if edge_context:
         if isinstance(edge_context, str):
             edge_context = edge_context.encode()

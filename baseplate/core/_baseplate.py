@@ -54,8 +54,22 @@ class Baseplate:
 
         :param tracing_client: A
             :class:`baseplate.diagnostics.tracing.TracingClient`.
+
+        Unless the application chose its propagators (``OTEL_PROPAGATORS``,
+        or its own global propagator), this also makes OpenTelemetry's global
+        propagator write both Baseplate's ``X-Trace`` headers and W3C
+        ``traceparent`` (and pass baggage through), so calls made by
+        OpenTelemetry-instrumented clients continue the trace in Baseplate
+        and OpenTelemetry services alike (see
+        :func:`bridge.propagation.use_baseplate_and_w3c_propagation`).
+
+        .. versionchanged:: 0.31
+           Sets the default propagator.
         """
         from baseplate.diagnostics.tracing import TraceBaseplateObserver
+        from bridge.propagation import use_baseplate_and_w3c_propagation
+
+        use_baseplate_and_w3c_propagation()
 
         self.register(TraceBaseplateObserver(tracing_client, *args, **kwargs))
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from opentelemetry.trace import SpanContext
+
 from bridge.ids import MAX_ID, random_id
-from bridge.propagation import HTTP_HEADERS, HeaderNames, parse_trace_headers
+from bridge.propagation import (
+    HTTP_HEADERS,
+    HeaderMapping,
+    HeaderNames,
+    parse_trace_headers,
+    read_upstream,
+)
 
 
 def header_names_by_field(
@@ -139,3 +147,37 @@ class TraceInfo(NamedTuple):
             if found:
                 values[field] = found.pop()
         return values
+
+
+def continued_trace(
+    headers: HeaderMapping, names: HeaderNames
+) -> tuple[TraceInfo | None, SpanContext | None]:
+    """What a server span continues, as ``make_server_span`` takes it.
+
+    Returns the ``trace_info`` and ``remote_parent`` arguments: the caller's
+    Baseplate ids for a shared span, or, when the caller sent a W3C
+    ``traceparent`` (alone, or naming the same span as its Baseplate headers),
+    a new span id under that parent, with the low 64 bits of its trace id.
+    ``(None, None)`` starts a new trace. See
+    :func:`bridge.propagation.read_upstream` for which headers win.
+    """
+    baseplate, parent = read_upstream(headers, names)
+    if parent is None:
+        if baseplate is None:
+            return None, None
+        info = TraceInfo(
+            baseplate.trace_id,
+            baseplate.parent_id,
+            baseplate.span_id,
+            baseplate.sampled,
+            baseplate.flags,
+        )
+        return info, None
+    info = TraceInfo(
+        trace_id=parent.trace_id & MAX_ID,
+        parent_id=parent.span_id,
+        span_id=random_id(),
+        sampled=baseplate.sampled if baseplate is not None else parent.trace_flags.sampled,
+        flags=baseplate.flags if baseplate is not None else None,
+    )
+    return info, parent

@@ -22,7 +22,8 @@ give the same processor at run time.
 
 Each call gets a fresh context object, passed to the handler method as its
 first argument. :class:`BaseplateProcessorEventHandler` makes it a server
-span named after the method, continuing the trace from the THeader headers,
+span named after the method, continuing the trace from the THeader headers
+(Baseplate's, or a W3C ``traceparent`` as the Pyramid integration reads it),
 and attaches the edge request context from the ``Edge-Request`` header.
 
 Exceptions the IDL declares for a method go back to the caller as declared,
@@ -48,9 +49,8 @@ from baseplate.core import (
     EdgeRequestContext,
     EdgeRequestContextFactory,
     ServerSpan,
-    TraceInfo,
 )
-from baseplate.core._trace_info import header_names_by_field
+from baseplate.core._trace_info import continued_trace, header_names_by_field
 from bridge.propagation import THRIFT_HEADERS
 
 __all__ = [
@@ -190,13 +190,8 @@ class BaseplateProcessorEventHandler(ProcessorEventHandler):
         headers = _headers_of(server_context)
         context.headers = headers
 
-        trace_info = None
-        try:
-            trace_info = TraceInfo.from_upstream_headers(headers, THRIFT_HEADERS)
-        except ValueError as exc:
-            # Missing or unusable: either way, a new trace, never an error.
-            if headers:
-                self.logger.debug("starting a new trace for %r: %s", fn_name, exc)
+        # Missing or unusable headers: either way, a new trace, never an error.
+        trace_info, remote_parent = continued_trace(headers, THRIFT_HEADERS)
 
         edge_header = _edge_header(headers)
         if self.edge_context_factory is not None:
@@ -204,7 +199,9 @@ class BaseplateProcessorEventHandler(ProcessorEventHandler):
         else:
             context.raw_request_context = edge_header
 
-        self.baseplate.make_server_span(context, name=fn_name, trace_info=trace_info)
+        self.baseplate.make_server_span(
+            context, name=fn_name, trace_info=trace_info, remote_parent=remote_parent
+        )
         return context
 
     def preRead(self, handler_context: Any, fn_name: str, args: Any) -> None:  # noqa: N802 - Thrift's name

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
@@ -26,6 +27,10 @@ from bridge.propagation import (
     InvalidTraceHeaders,
     UpstreamTrace,
     parse_trace_headers,
+    parse_traceparent,
+    read_upstream,
+    traceparent_for_wide_trace,
+    use_baseplate_and_w3c_propagation,
 )
 from tests import vectors
 
@@ -571,6 +576,161 @@ def test_composite_invalid_baseplate_headers_keep_traceparent(
         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     }
     assert current_span_context(composite.extract(carrier)).span_id == 0x00F067AA0BA902B7
+
+
+# --- which model a server follows: read_upstream ----------------------------
+
+WIDE_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+CALLER_SPAN = 0x00F067AA0BA902B7
+TRACEPARENT = f"00-{WIDE_TRACE:032x}-{CALLER_SPAN:016x}-01"
+MATCHING = {
+    "X-Trace": str(WIDE_TRACE & MAX_ID),
+    "X-Parent": "9",
+    "X-Span": str(CALLER_SPAN),
+    "X-Sampled": "1",
+}
+
+
+def test_parse_traceparent_reads_str_and_bytes_case_insensitively() -> None:
+    expected = SpanContext(
+        WIDE_TRACE, CALLER_SPAN, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    assert parse_traceparent({"TraceParent": TRACEPARENT}) == expected
+    parsed = parse_traceparent({b"traceparent": TRACEPARENT.encode(), b"tracestate": b"k=v"})
+    assert parsed is not None
+    assert parsed.trace_state.get("k") == "v"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"traceparent": "garbage"},
+        {"traceparent": f"00-{0:032x}-{CALLER_SPAN:016x}-01"},  # all-zero trace id
+        {b"traceparent": b"\xff"},
+        {"tracestate": "k=v"},
+    ],
+)
+def test_parse_traceparent_gives_none_for_absent_or_invalid(headers: Any) -> None:
+    assert parse_traceparent(headers) is None
+
+
+def test_baseplate_headers_alone_mean_a_shared_span() -> None:
+    baseplate, parent = read_upstream({**VALID, "X-Sampled": "1"}, HTTP_HEADERS)
+    assert baseplate == UpstreamTrace(1, 2, 3, True, None)
+    assert parent is None
+
+
+def test_traceparent_alone_means_a_child() -> None:
+    baseplate, parent = read_upstream({"traceparent": TRACEPARENT}, HTTP_HEADERS)
+    assert baseplate is None
+    assert parent is not None
+    assert (parent.trace_id, parent.span_id) == (WIDE_TRACE, CALLER_SPAN)
+
+
+def test_agreeing_headers_mean_a_child_with_the_full_trace_id() -> None:
+    baseplate, parent = read_upstream({**MATCHING, "traceparent": TRACEPARENT}, HTTP_HEADERS)
+    assert baseplate is not None
+    assert parent is not None
+    assert parent.trace_id == WIDE_TRACE
+
+
+@pytest.mark.parametrize(
+    "changed", [{"X-Span": "12345"}, {"X-Trace": "12345"}], ids=["other span", "other trace"]
+)
+def test_disagreeing_headers_let_baseplate_win(changed: dict[str, str]) -> None:
+    headers = {**MATCHING, **changed, "traceparent": TRACEPARENT}
+    baseplate, parent = read_upstream(headers, HTTP_HEADERS)
+    assert baseplate is not None
+    assert parent is None
+
+
+def test_invalid_baseplate_headers_fall_back_to_traceparent() -> None:
+    headers = {"X-Trace": "0x1", "X-Parent": "2", "X-Span": "3", "traceparent": TRACEPARENT}
+    baseplate, parent = read_upstream(headers, HTTP_HEADERS)
+    assert baseplate is None
+    assert parent is not None
+
+
+def test_thrift_headers_and_traceparent_as_bytes() -> None:
+    headers = {
+        b"Trace": str(WIDE_TRACE & MAX_ID).encode(),
+        b"Parent": b"9",
+        b"Span": str(CALLER_SPAN).encode(),
+        b"traceparent": TRACEPARENT.encode(),
+    }
+    baseplate, parent = read_upstream(headers, THRIFT_HEADERS)
+    assert baseplate is not None
+    assert parent is not None
+    assert parent.trace_id == WIDE_TRACE
+
+
+def test_traceparent_only_for_wide_traces() -> None:
+    narrow = NonRecordingSpan(SpanContext(5, 6, False, TraceFlags(TraceFlags.SAMPLED)))
+    assert traceparent_for_wide_trace(narrow) is None
+    wide = NonRecordingSpan(SpanContext(WIDE_TRACE, CALLER_SPAN, False, TraceFlags(1)))
+    assert traceparent_for_wide_trace(wide) == TRACEPARENT
+
+
+# --- the propagator a traced Baseplate application gets ----------------------
+
+
+@pytest.fixture
+def global_textmap() -> Iterator[None]:
+    """Restore the process's global propagator after the test."""
+    from opentelemetry import propagate
+
+    saved = propagate.get_global_textmap()
+    yield
+    propagate.set_global_textmap(saved)
+
+
+def test_default_propagator_speaks_both(global_textmap: None, monkeypatch: Any) -> None:
+    from opentelemetry import baggage, propagate
+
+    monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
+    propagate.set_global_textmap(
+        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    )
+    assert use_baseplate_and_w3c_propagation()
+    assert not use_baseplate_and_w3c_propagation()  # once is enough
+
+    context = baggage.set_baggage("user", "u1", remote_context(WIDE_TRACE, CALLER_SPAN))
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context)
+    assert carrier["traceparent"] == TRACEPARENT
+    assert carrier["X-Trace"] == str(WIDE_TRACE & MAX_ID)
+    assert carrier["X-Span"] == str(CALLER_SPAN)
+    assert carrier["baggage"] == "user=u1"
+
+    # Agreeing headers keep the 128-bit id; disagreeing ones let Baseplate win.
+    extracted = current_span_context(propagate.extract(carrier))
+    assert (extracted.trace_id, extracted.span_id) == (WIDE_TRACE, CALLER_SPAN)
+    disagreeing = {**carrier, "X-Span": "77"}
+    extracted = current_span_context(propagate.extract(disagreeing))
+    assert (extracted.trace_id, extracted.span_id) == (WIDE_TRACE & MAX_ID, 77)
+    assert baggage.get_baggage("user", propagate.extract(carrier)) == "u1"
+
+
+def test_otel_propagators_choice_is_respected(global_textmap: None, monkeypatch: Any) -> None:
+    from opentelemetry import propagate
+
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext")
+    before = propagate.get_global_textmap()
+    assert not use_baseplate_and_w3c_propagation()
+    assert propagate.get_global_textmap() is before
+
+
+def test_an_applications_own_propagator_is_respected(
+    global_textmap: None, monkeypatch: Any
+) -> None:
+    from opentelemetry import propagate
+
+    monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
+    own = TraceContextTextMapPropagator()
+    propagate.set_global_textmap(own)
+    assert not use_baseplate_and_w3c_propagation()
+    assert propagate.get_global_textmap() is own
 
 
 # --- entry points -------------------------------------------------------------

@@ -546,8 +546,74 @@ def test_exported_server_span(spans):
         "http.method": "GET",
         "peer.ipv4": "10.1.2.3",
         "http.status_code": 200,
+        "baseplate.shared": True,
     }
     assert span.status.status_code is not StatusCode.ERROR
+
+
+W3C_TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
+W3C_PARENT = 0xB7AD6B7169203331
+TRACEPARENT = f"00-{W3C_TRACE_ID:032x}-{W3C_PARENT:016x}-01"
+
+
+def test_traceparent_alone_continues_the_trace_as_a_child(spans):
+    app = make_app(make_config(Baseplate(), trust=True))
+    seen = app.get("/example", headers={"traceparent": TRACEPARENT, "tracestate": "vendor=x"})
+    [span] = spans.get_finished_spans()
+    assert span.context.trace_id == W3C_TRACE_ID  # all 128 bits, in the export
+    assert span.parent is not None
+    assert span.parent.span_id == W3C_PARENT
+    assert span.parent.is_remote
+    assert span.context.span_id != W3C_PARENT
+    assert span.context.trace_state.get("vendor") == "x"
+    assert "baseplate.shared" not in span.attributes
+    # The facade carries the low 64 bits, which is what Baseplate headers carry.
+    assert seen.json["trace_id"] == W3C_TRACE_ID & (2**64 - 1)
+    assert seen.json["parent_id"] == W3C_PARENT
+    assert seen.json["span_id"] == span.context.span_id
+    assert seen.json["sampled"] is True
+
+
+def test_traceparent_naming_the_same_span_as_baseplate_headers_keeps_128_bits(spans):
+    app = make_app(make_config(Baseplate(), trust=True))
+    headers = {
+        "traceparent": TRACEPARENT,
+        "X-Trace": str(W3C_TRACE_ID & (2**64 - 1)),
+        "X-Span": str(W3C_PARENT),
+        "X-Parent": "77",
+        "X-Sampled": "1",
+    }
+    app.get("/example", headers=headers)
+    [span] = spans.get_finished_spans()
+    assert span.context.trace_id == W3C_TRACE_ID
+    assert span.parent is not None
+    assert span.parent.span_id == W3C_PARENT
+
+
+def test_baseplate_headers_win_over_a_disagreeing_traceparent(spans):
+    app = make_app(make_config(Baseplate(), trust=True))
+    app.get("/example", headers={**TRUSTED_SAMPLED, "traceparent": TRACEPARENT})
+    [span] = spans.get_finished_spans()
+    assert span.context.trace_id == 1234
+    assert span.context.span_id == 3456
+    assert span.parent is not None
+    assert span.parent.span_id == 2345
+    assert span.attributes["baseplate.shared"] is True
+
+
+def test_traceparent_is_ignored_unless_trusted(spans):
+    app = make_app(make_config(Baseplate(), trust=False))
+    app.get("/example", headers={"traceparent": TRACEPARENT})
+    [span] = spans.get_finished_spans()
+    assert span.parent is None
+    assert span.context.trace_id != W3C_TRACE_ID
+
+
+def test_malformed_traceparent_starts_a_new_trace(spans):
+    app = make_app(make_config(Baseplate(), trust=True))
+    app.get("/example", headers={"traceparent": "00-zz-yy-01"})
+    [span] = spans.get_finished_spans()
+    assert span.parent is None
 
 
 def test_exported_failed_span(spans):

@@ -349,6 +349,36 @@ def test_server_span_takes_the_upstream_ids(server, connect, recorder, spans):
     assert span.status.status_code is not StatusCode.ERROR
 
 
+WIDE_TRACE = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+CALLER_SPAN = 0x00F067AA0BA902B7
+
+
+def test_traceparent_alone_makes_a_child_of_the_callers_span(server, connect, spans):
+    traceparent = f"00-{WIDE_TRACE:032x}-{CALLER_SPAN:016x}-01"
+    described = json.loads(connect(server).headers(traceparent=traceparent).describe())
+    assert described["trace_id"] == WIDE_TRACE & (2**64 - 1)
+    assert described["parent_id"] == CALLER_SPAN
+    assert described["span_id"] != CALLER_SPAN
+    assert described["sampled"] is True
+
+    span = exported(spans, "describe")
+    assert span.context.trace_id == WIDE_TRACE
+    assert span.context.span_id == described["span_id"]
+    assert span.parent.span_id == CALLER_SPAN
+    assert "baseplate.shared" not in span.attributes
+
+
+def test_baseplate_headers_win_over_a_disagreeing_traceparent(server, connect, spans):
+    traceparent = f"00-{WIDE_TRACE:032x}-{CALLER_SPAN:016x}-01"
+    described = json.loads(connect(server).headers(**UPSTREAM, traceparent=traceparent).describe())
+    assert (described["trace_id"], described["parent_id"], described["span_id"]) == (
+        1234,
+        2345,
+        3456,
+    )
+    assert exported(spans, "describe").attributes["baseplate.shared"] is True
+
+
 def test_b3_header_names(server, connect):
     described = json.loads(
         connect(server)

@@ -6,7 +6,7 @@ import inspect
 from types import SimpleNamespace
 
 import pytest
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 from thrift.Thrift import TApplicationException
 from thrift.transport.TTransport import TTransportException
 
@@ -109,6 +109,22 @@ def test_headers_are_those_of_each_child_span(baseplate, server, children):
         assert span.trace_id == 1234
         assert span.parent_id == server_span.id == 9012
         assert call.headers == expected_headers(span, {b"Sampled": b"1"})
+
+
+def test_a_wide_trace_also_sends_traceparent(baseplate, server, children):
+    """A trace an OpenTelemetry caller started keeps its 128-bit id downstream."""
+    wide_trace = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+    caller = SpanContext(wide_trace, 0x77, is_remote=True, trace_flags=TraceFlags(1))
+    info = TraceInfo.from_upstream(wide_trace & (2**64 - 1), 0x77, 0x99, True, None)
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler", info, remote_parent=caller):
+        context.example.echo("x")
+    (span,) = children.spans
+    assert span.trace_id == wide_trace & (2**64 - 1)
+    traceparent = f"00-{wide_trace:032x}-{span.id:016x}-01".encode()
+    assert server.calls[0].headers == expected_headers(
+        span, {b"Sampled": b"1", b"traceparent": traceparent}
+    )
 
 
 def test_not_sampled(baseplate, server, children):

@@ -35,8 +35,13 @@ How a request is instrumented:
 Trace headers (``X-Trace``, ``X-Parent``, ``X-Span``, ``X-Sampled``,
 ``X-Flags`` and their ``X-B3-`` aliases) and the ``X-Edge-Request`` header are
 read only when the configurator's :class:`HeaderTrustHandler` trusts them (by
-default a :class:`StaticTrustHandler` of ``trust_trace_headers``). Invalid
-trace headers start a new trace; they never fail the request.
+default a :class:`StaticTrustHandler` of ``trust_trace_headers``). Under the
+same trust, a W3C ``traceparent`` continues the trace of an
+OpenTelemetry-instrumented caller: alone, or naming the same span as the
+Baseplate headers, it makes the server span a child of the caller's span (see
+:func:`bridge.propagation.read_upstream`); when the two disagree the Baseplate
+headers win. Invalid trace headers start a new trace; they never fail the
+request.
 
 For ``pshell``, :func:`pshell_setup` starts a server span on the shell's
 request; :func:`paste_make_app` lets PasteDeploy tools load a Baseplate app.
@@ -49,6 +54,8 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
+
+from opentelemetry.trace import SpanContext
 
 try:
     with warnings.catch_warnings():
@@ -67,7 +74,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from baseplate.core import Baseplate, ServerSpan, TraceInfo
 from baseplate.core._observers import ExcInfo
-from baseplate.core._trace_info import header_names_by_field
+from baseplate.core._trace_info import continued_trace, header_names_by_field
 from bridge.propagation import HTTP_HEADERS
 
 __all__ = [
@@ -242,12 +249,14 @@ class BaseplateConfigurator:
         route = request.matched_route
         if route is None:
             return
-        trace_info = None
+        trace_info = remote_parent = None
         if self.header_trust_handler.should_trust_trace_headers(request):
-            trace_info = _trace_info_of(request.headers)
+            trace_info, remote_parent = continued_trace(request.headers, HTTP_HEADERS)
         if self.header_trust_handler.should_trust_edge_context_payload(request):
             self._attach_edge_context(request)
-        server_span = self._start_server_span(request, route.name, trace_info, notify=False)
+        server_span = self._start_server_span(
+            request, route.name, trace_info, notify=False, remote_parent=remote_parent
+        )
         server_span.set_tag("http.url", request.url)
         server_span.set_tag("http.method", request.method)
         peer = request.remote_addr
@@ -256,9 +265,16 @@ class BaseplateConfigurator:
         request.registry.notify(ServerSpanInitialized(request))
 
     def _start_server_span(
-        self, request: Any, name: str, trace_info: TraceInfo | None, notify: bool = True
+        self,
+        request: Any,
+        name: str,
+        trace_info: TraceInfo | None,
+        notify: bool = True,
+        remote_parent: SpanContext | None = None,
     ) -> ServerSpan:
-        server_span = self.baseplate.make_server_span(request, name, trace_info)
+        server_span = self.baseplate.make_server_span(
+            request, name, trace_info, remote_parent=remote_parent
+        )
         setattr(request, _SPAN_ATTRIBUTE, server_span)
         server_span.start()
         if notify:
@@ -275,15 +291,6 @@ class BaseplateConfigurator:
         if self.edge_context_factory is not None:
             request.request_context = self.edge_context_factory.from_upstream(raw)
         request.raw_request_context = raw
-
-
-def _trace_info_of(headers: Any) -> TraceInfo | None:
-    """The upstream's trace context, or None to start a new trace."""
-    try:
-        return TraceInfo.from_upstream_headers(headers)
-    except ValueError as exc:
-        logger.debug("starting a new trace: %s", exc)
-        return None
 
 
 # -- the end of a request -------------------------------------------------------
