@@ -51,9 +51,9 @@ def zipkin_spans(zipkin: CollectorStandIn, trace_info: TraceInfo | None) -> dict
     )
     baseplate = Baseplate()
     baseplate.configure_tracing(client)
-    with baseplate.make_server_span(SimpleNamespace(), "handle", trace_info) as server:
-        with server.make_child("backend.call"):
-            pass
+    server = baseplate.make_server_span(SimpleNamespace(), "handle", trace_info)
+    with server, server.make_child("backend.call"):
+        pass
     assert client.flush(10)
     spans = []
     for _, _, body in zipkin.wait_for(1):
