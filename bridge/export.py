@@ -3,6 +3,8 @@
 * :class:`PosixQueueSpanExporter` writes Zipkin span records onto the POSIX
   message queue read by the trace publisher sidecar; a full queue drops the
   span and counts it, it never waits.
+* :class:`SidecarSpanExporter` is the same, configured from the environment:
+  the ``baseplate_sidecar`` exporter of ``OTEL_TRACES_EXPORTER``.
 * :class:`ZipkinV1HttpSpanExporter` posts the same records to a Zipkin v1 API,
   as the original's deprecated in-app remote recorder did.
 * :class:`LoggingSpanExporter` logs the records, for development.
@@ -24,7 +26,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,12 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from bridge.span_copy import copy_span
-from bridge.zipkin_records import DEBUG_ATTRIBUTE, SHARED_ATTRIBUTE, ZipkinRecordEncoder
+from bridge.zipkin_records import (
+    DEBUG_ATTRIBUTE,
+    SHARED_ATTRIBUTE,
+    ZipkinRecordEncoder,
+    local_ipv4,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -167,10 +174,14 @@ class PosixQueueSpanExporter(SpanExporter):
         """Spans dropped because the queue was full or rejected them."""
         return self._drops.dropped_spans
 
+    def _records(self, spans: Sequence[ReadableSpan]) -> Iterable[bytes]:
+        """The records to send, one per span, all for :attr:`encoder`'s service."""
+        return map(self.encoder.encode, spans)
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Put each span's record on the queue without waiting."""
-        for span in spans:
-            error = self._send(self.encoder.encode(span))
+        for record in self._records(spans):
+            error = self._send(record)
             if error == errno.EAGAIN:
                 self._drops.drop(1, "the span queue is full (is the trace publisher running?)")
             elif error == errno.EMSGSIZE:
@@ -185,6 +196,59 @@ class PosixQueueSpanExporter(SpanExporter):
     def shutdown(self) -> None:
         """Close the queue (it stays for the publisher to read)."""
         self.queue.close()
+
+
+#: The variable naming the queue of :class:`SidecarSpanExporter`.
+QUEUE_NAME_VARIABLE = "BASEPLATE_TRACES_QUEUE_NAME"
+#: The trace publisher's queue when none is named.
+DEFAULT_QUEUE_NAME = "main"
+#: The service spans are reported under when their resource names none
+#: (OpenTelemetry's own default).
+UNKNOWN_SERVICE = "unknown_service"
+
+
+class SidecarSpanExporter(PosixQueueSpanExporter):
+    """The sidecar queue exporter, for OpenTelemetry's environment configuration.
+
+    The SDK makes the exporters named in ``OTEL_TRACES_EXPORTER`` with no
+    arguments, so this one reads its queue from
+    ``BASEPLATE_TRACES_QUEUE_NAME`` (default ``main``, the trace publisher's
+    default) and, unless given a service name, reports each span under its
+    resource's ``service.name``, as the OTLP and Zipkin v2 exporters do.
+
+    :param queue_name: The queue is ``/traces-<queue_name>``.
+    :param service_name: Report every span under this name instead.
+    """
+
+    def __init__(
+        self,
+        queue_name: str | None = None,
+        service_name: str | None = None,
+        ipv4: str | None = None,
+    ) -> None:
+        queue_name = queue_name or os.environ.get(QUEUE_NAME_VARIABLE) or DEFAULT_QUEUE_NAME
+        self.ipv4 = ipv4 or local_ipv4()
+        super().__init__(queue_name, service_name or UNKNOWN_SERVICE, self.ipv4)
+        self.fixed_service_name = service_name
+        self._encoders: dict[str, ZipkinRecordEncoder] = {}
+
+    def _encoder_for(self, service_name: str) -> ZipkinRecordEncoder:
+        """The encoder of one service; made once, as its endpoint JSON is precomputed."""
+        encoder = self._encoders.get(service_name)
+        if encoder is None:
+            encoder = self._encoders[service_name] = ZipkinRecordEncoder(service_name, self.ipv4)
+        return encoder
+
+    def _records(self, spans: Sequence[ReadableSpan]) -> Iterable[bytes]:
+        """Each span's record, under its resource's service unless one was given."""
+        if self.fixed_service_name is not None:
+            return super()._records(spans)
+        return (
+            self._encoder_for(
+                str(span.resource.attributes.get(SERVICE_NAME) or UNKNOWN_SERVICE)
+            ).encode(span)
+            for span in spans
+        )
 
 
 class ZipkinV1HttpSpanExporter(SpanExporter):

@@ -86,3 +86,25 @@ class BaseplateSampler(Sampler):
     def get_description(self) -> str:
         """Name the sampler and its ratio, for diagnostics."""
         return f"BaseplateSampler{{root_ratio={self._root_ratio}}}"
+
+
+def sampler_from_argument(argument: str | None) -> BaseplateSampler:
+    """The ``baseplate`` sampler of ``OTEL_TRACES_SAMPLER``, made by the SDK.
+
+    The SDK passes the raw ``OTEL_TRACES_SAMPLER_ARG`` (None when unset): the
+    root ratio, 1.0 when unset or empty (OpenTelemetry treats an empty
+    variable as unset). A bad value raises rather than quietly sampling at
+    some other rate; the SDK then logs it and falls back to its default
+    sampler.
+    """
+    if argument is None or not argument.strip():
+        return BaseplateSampler(1.0)
+    try:
+        ratio = float(argument)
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:  # also rejects nan
+        raise ValueError(
+            f"OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, not {argument!r}"
+        )
+    return BaseplateSampler(ratio)
