@@ -16,7 +16,12 @@ Destinations (``tracing.exporter``):
   deprecated ``tracing.endpoint``);
 * ``zipkin``: Zipkin v2 JSON posted to ``tracing.zipkin.endpoint``;
 * ``otlp``: OTLP/HTTP to a collector at ``tracing.otlp.endpoint``;
-* ``log``: records logged at debug level; ``none``: spans are dropped.
+* ``log``: records logged at debug level; ``none``: spans are dropped;
+* any other name: the ``opentelemetry_traces_exporter`` entry point of that
+  name (what ``OTEL_TRACES_EXPORTER`` selects from), made with no arguments,
+  so it configures itself from the ``OTEL_*`` variables: OpenTelemetry's
+  ``console``, ``zipkin_json`` and ``otlp_proto_http``, or Baseplate's
+  ``baseplate_sidecar``.
 
 Each client exports only the spans of the :class:`~baseplate.core.Baseplate`
 it is configured on (its server spans, their children, and spans other
@@ -31,7 +36,8 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -50,7 +56,16 @@ from bridge.tail_sampling import TailSamplingSpanProcessor
 
 logger = logging.getLogger(__name__)
 
-EXPORTERS = ("sidecar", "remote", "zipkin", "otlp", "log", "none")
+#: The built-in ``tracing.exporter`` names; any other names an
+#: ``opentelemetry_traces_exporter`` entry point.
+BUILTIN_EXPORTERS = ("sidecar", "remote", "zipkin", "otlp", "log", "none")
+#: The entry point group of OpenTelemetry's span exporters.
+EXPORTER_ENTRY_POINT_GROUP = "opentelemetry_traces_exporter"
+#: Every name ``tracing.exporter`` accepts: :data:`BUILTIN_EXPORTERS`, then the
+#: installed entry points' names. Looked up when read, not when this module
+#: is imported, as finding entry points means reading every installed
+#: package's metadata.
+EXPORTERS: tuple[str, ...]
 DEFAULT_SAMPLE_RATE = 0.1
 DEFAULT_MAX_SPAN_QUEUE_SIZE = 50000
 DEFAULT_SPAN_BATCH_INTERVAL = timedelta(milliseconds=500)
@@ -260,7 +275,44 @@ def _make_recorder(
         return LoggingRecorder(service_name)
     if exporter == "none":
         return NullRecorder()
-    raise ValueError(f"unknown tracing exporter {exporter!r}: expected one of {EXPORTERS}")
+    return ServiceNamingSpanExporter(_entry_point_exporter(exporter), service_name)
+
+
+def installed_exporter_names() -> list[str]:
+    """The names of the installed ``opentelemetry_traces_exporter`` entry points."""
+    return sorted({point.name for point in entry_points(group=EXPORTER_ENTRY_POINT_GROUP)})
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """Compute :data:`EXPORTERS` on demand (the configuration parser reads it)."""
+        if name == "EXPORTERS":
+            installed = [n for n in installed_exporter_names() if n not in BUILTIN_EXPORTERS]
+            return (*BUILTIN_EXPORTERS, *installed)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _entry_point_exporter(name: str) -> SpanExporter:
+    """The exporter the entry point ``name`` names, made as the OpenTelemetry SDK makes it.
+
+    The SDK constructs the exporters of ``OTEL_TRACES_EXPORTER`` with no
+    arguments, so every such exporter configures itself from the
+    environment; doing the same here means a name works the same way in
+    ``tracing.exporter`` as in ``OTEL_TRACES_EXPORTER``.
+    """
+    points = entry_points(group=EXPORTER_ENTRY_POINT_GROUP, name=name)
+    if not points:
+        raise ValueError(
+            f"unknown tracing exporter {name!r}: expected one of {', '.join(BUILTIN_EXPORTERS)} "
+            f"or an installed {EXPORTER_ENTRY_POINT_GROUP} entry point "
+            f"({', '.join(installed_exporter_names()) or 'none installed'})"
+        )
+    exporter_class = next(iter(points)).load()
+    exporter = exporter_class()
+    if not isinstance(exporter, SpanExporter):
+        raise ValueError(f"the {name!r} exporter entry point made {exporter!r}, not a SpanExporter")
+    return exporter
 
 
 class TraceBaseplateObserver(BaseplateObserver):
