@@ -10,6 +10,12 @@ asks that owner to adopt it, and tells the adopted span's owner when it ends
 (adopted spans are tracked by id until then, since their libraries make them
 current themselves). The bridge knows nothing about the owners beyond
 :class:`SpanOwner`.
+
+A span with no owner above it that is the local root of its trace (no parent,
+or a remote one) and serves a request (kind SERVER or CONSUMER) is offered to
+the :class:`RootSpanAdopter` set with :func:`set_root_span_adopter`, if any:
+that is how an application served by an OpenTelemetry instrumentor (Flask,
+FastAPI, a worker opening its own root spans) reaches Baseplate's observers.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Protocol
 from opentelemetry import trace
 from opentelemetry.context import Context, create_key, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind
 
 from bridge import creation
 
@@ -45,6 +51,26 @@ class SpanOwner(Protocol):
 
     def adopted_span_ended(self, span: ReadableSpan) -> None:
         """The span this owner adopted, or was registered for, has ended."""
+
+
+class RootSpanAdopter(Protocol):
+    """Takes on the local root spans of requests that no owner started."""
+
+    def adopt_root_span(self, span: Span) -> SpanOwner | None:
+        """A request's root span was started; return its owner, if any."""
+
+
+_ROOT_KINDS = frozenset((SpanKind.SERVER, SpanKind.CONSUMER))
+_root_adopter: RootSpanAdopter | None = None
+
+
+def set_root_span_adopter(adopter: RootSpanAdopter | None) -> None:
+    """Offer the root spans of requests to ``adopter`` from now on (None: to nobody).
+
+    One adopter per process: the last one set replaces any before it.
+    """
+    global _root_adopter  # noqa: PLW0603 - one per process
+    _root_adopter = adopter
 
 
 def span_key(span_context: SpanContext) -> tuple[int, int]:
@@ -82,6 +108,7 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
             return
         owner = _owner_of(parent_context)
         if owner is None:
+            self._offer_root(span)
             return
         try:
             child_owner = owner.adopt_span(span)
@@ -90,6 +117,22 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
             return
         if child_owner is not None:
             _owners[span_key(span.get_span_context())] = child_owner
+
+    @staticmethod
+    def _offer_root(span: Span) -> None:
+        adopter = _root_adopter
+        if adopter is None or span.kind not in _ROOT_KINDS:
+            return
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            return
+        try:
+            owner = adopter.adopt_root_span(span)
+        except Exception:
+            logger.exception("%r failed to adopt root span %r", adopter, span.name)
+            return
+        if owner is not None:
+            _owners[span_key(span.get_span_context())] = owner
 
     def on_end(self, span: ReadableSpan) -> None:
         """Tell the ended span's owner, if it has one."""

@@ -15,7 +15,7 @@ import threading
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
 from bridge.ids import BaseplateIdGenerator
 from bridge.processor import OwnerNotifyingSpanProcessor
@@ -86,6 +86,18 @@ def add_route(route: ExportRoute) -> None:
             _router = RoutingSpanProcessor()
             tracer_provider.add_span_processor(_router)
         _router.add_route(route)
+
+
+def route_open_span(span: Span, route: ExportRoute) -> None:
+    """Send ``span``, started by another library and still open, down ``route``.
+
+    For a span whose route is only known once it started (a native root span
+    that a Baseplate adopts); its children follow it. Does nothing before any
+    route exists.
+    """
+    router = _router
+    if router is not None:
+        router.route_open_span(span, route)
 
 
 def set_service_name(name: str) -> None:

@@ -15,8 +15,11 @@ belongs to:
   that makes the span current under :data:`ROUTE_KEY`, and ends the span with
   :func:`end_span`;
 * a span created by another library through the OpenTelemetry API follows
-  the route named in its parent's context, or :attr:`RoutingSpanProcessor.default`
-  when no context names one (work outside any routed span).
+  the route named in its parent's context; where the context names none, the
+  route of its parent span (itself created by another library, and routed
+  when it started, or later with :meth:`RoutingSpanProcessor.route_open_span`),
+  and otherwise :attr:`RoutingSpanProcessor.default` (work outside any routed
+  span).
 
 Processors added to the provider directly still see every span.
 """
@@ -108,9 +111,22 @@ class RoutingSpanProcessor(SpanProcessor):
             return
         context = get_current() if parent_context is None else parent_context
         named = context.get(ROUTE_KEY, _UNSET)
-        route = self.default if isinstance(named, _Unset) else named
+        route: object = named
+        if isinstance(named, _Unset):
+            parent = span.parent
+            route = self._open.get(span_key(parent)) if parent is not None else None
+            if route is None:
+                route = self.default
         if isinstance(route, ExportRoute):
-            self._open[span_key(span.get_span_context())] = route
+            # setdefault: route_open_span may have routed it already.
+            self._open.setdefault(span_key(span.get_span_context()), route)
+
+    def route_open_span(self, span: Span, route: ExportRoute) -> None:
+        """Send ``span`` (started by another library, still open) down ``route``.
+
+        Its children started afterwards follow it there.
+        """
+        self._open[span_key(span.get_span_context())] = route
 
     def on_end(self, span: ReadableSpan) -> None:
         """Pass the span to its route's processor."""

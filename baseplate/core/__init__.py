@@ -20,8 +20,15 @@ from baseplate.core._edge import (
     User,
     ValidatedAuthenticationToken,
 )
+from baseplate.core._native_roots import NativeRequestContext
 from baseplate.core._observers import BaseplateObserver, ServerSpanObserver, SpanObserver
-from baseplate.core._spans import LocalSpan, RecordedSpanError, ServerSpan, Span
+from baseplate.core._spans import (
+    LocalSpan,
+    NativeServerSpan,
+    RecordedSpanError,
+    ServerSpan,
+    Span,
+)
 from baseplate.core._trace_info import TraceInfo
 from baseplate.core._wrapped_context import WrappedRequestContext
 
@@ -36,6 +43,8 @@ __all__ = [
     "Geolocation",
     "InvalidAuthenticationToken",
     "LocalSpan",
+    "NativeRequestContext",
+    "NativeServerSpan",
     "NoAuthenticationError",
     "OAuthClient",
     "OriginService",

@@ -9,6 +9,7 @@ from opentelemetry.trace import SpanContext
 from baseplate.core._observers import BaseplateObserver
 from baseplate.core._spans import ServerSpan
 from baseplate.core._trace_info import TraceInfo
+from bridge import provider
 
 if TYPE_CHECKING:
     from baseplate.context import ContextFactory
@@ -150,7 +151,42 @@ class Baseplate:
             server_span._remote_parent = remote_parent
         elif trace_info.parent_id is not None:
             server_span._shared = True
+        self.announce_server_span(context, server_span)
+        return server_span
+
+    def announce_server_span(self, context: Any, server_span: ServerSpan) -> None:
+        """Make ``server_span`` the context's ``trace`` and tell every observer of it.
+
+        What :meth:`make_server_span` does with the span it makes; for
+        integrations that make their own kind of server span.
+
+        .. versionadded:: 0.31
+        """
         context.trace = server_span
         for observer in self.observers:
             observer.on_server_span_created(context, server_span)
-        return server_span
+
+    def observe_native_root_spans(self) -> None:
+        """Report requests whose root span another library started to this Baseplate.
+
+        For an application served through an OpenTelemetry instrumentor
+        (Flask, FastAPI, ...) or a worker that opens its own root spans: each
+        span of kind SERVER or CONSUMER that is the local root of its trace
+        (no parent, or a remote one) and was not started by Baseplate becomes
+        a request of this Baseplate. Its observers hear of it as of any
+        server span (a :class:`~baseplate.core.NativeServerSpan` on a
+        :class:`~baseplate.core.NativeRequestContext`): the metrics observer
+        times ``server.<name>`` (the span's name, made statsd-safe), Sentry
+        reports its errors, the logging observer tags its records, tracing
+        exports it, and its children reach them as child spans.
+
+        One Baseplate per process receives native root spans: the last one
+        to call this.
+
+        .. versionadded:: 0.31
+        """
+        from baseplate.core._native_roots import NativeRootAdopter
+        from bridge.processor import set_root_span_adopter
+
+        provider.get_tracer_provider()  # the bridge's processor offers the spans
+        set_root_span_adopter(NativeRootAdopter(self))

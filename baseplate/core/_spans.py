@@ -435,33 +435,20 @@ class ServerSpan(Span):
     _suppresses_instrumentation = False
 
 
-class _AdoptedSpan(Span):
+class _NativeSpan(Span):
     """A facade over a span another library started through the OpenTelemetry API.
 
-    Its attributes reach observers as tags and its events as logs when it
-    ends; a recorded exception or an error status makes it a failure.
+    The library starts, ends and makes current the span itself; the facade
+    only reports it to observers. Its attributes reach them as tags and its
+    events as logs when it ends; a recorded exception or an error status
+    makes it a failure.
     """
 
     _suppresses_instrumentation = False
     native = True
 
-    def __init__(self, parent: Span, span: SdkSpan) -> None:
-        span_context = span.get_span_context()
-        super().__init__(
-            parent.trace_id,
-            parent.id,
-            span_context.span_id,
-            parent.sampled,
-            parent.flags,
-            span.name,
-            parent.context,
-        )
-        self._parent = parent
-        self._otel_span = span
-        self.export_route = parent.export_route
-
     def start(self) -> None:
-        """Adopted spans are started by the library that made them."""
+        """Native spans are started by the library that made them."""
 
     def finish(self, exc_info: ExcInfo | None = None) -> None:
         """End the underlying span; observers hear of it from the span processor."""
@@ -478,6 +465,56 @@ class _AdoptedSpan(Span):
         for event in span.events:
             self._notify("on_log", event.name, dict(event.attributes or {}) or None)
         self._notify("on_finish", _exc_info_of(span))
+
+
+class _AdoptedSpan(_NativeSpan):
+    """A native span started under a facade span: one of its children."""
+
+    def __init__(self, parent: Span, span: SdkSpan) -> None:
+        span_context = span.get_span_context()
+        super().__init__(
+            parent.trace_id,
+            parent.id,
+            span_context.span_id,
+            parent.sampled,
+            parent.flags,
+            span.name,
+            parent.context,
+        )
+        self._parent = parent
+        self._otel_span = span
+        self.export_route = parent.export_route
+
+
+class NativeServerSpan(_NativeSpan, ServerSpan):
+    """The server span of a request whose root span another library started.
+
+    Made by a :class:`~baseplate.core.Baseplate` that observes native root
+    spans (see :meth:`~baseplate.core.Baseplate.observe_native_root_spans`):
+    an application served through an OpenTelemetry instrumentor (Flask,
+    FastAPI, ...) or a worker that opens its own root spans. Its ids are
+    those of the native span; ``trace_id`` keeps the low 64 bits.
+
+    .. versionadded:: 0.31
+    """
+
+    def __init__(self, span: SdkSpan, context: Any) -> None:
+        span_context = span.get_span_context()
+        parent = span.parent
+        super().__init__(
+            span_context.trace_id & _ID_MASK,
+            None if parent is None else parent.span_id,
+            span_context.span_id,
+            span_context.trace_flags.sampled,
+            None,
+            span.name,
+            context,
+        )
+        self._otel_span = span
+
+    def announce_start(self) -> None:
+        """Tell the observers the request began (the library already started the span)."""
+        self._notify("on_start")
 
 
 class RecordedSpanError(Exception):
