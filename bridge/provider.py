@@ -1,11 +1,13 @@
 """The one tracer provider the process uses.
 
-If the application already installed an SDK ``TracerProvider`` it is used as
-is (its exporters keep working) and the bridge only adds its span processor;
-otherwise a provider with the bridge's id generator and sampler is installed
-as the global one. Either way there is never a second provider. Nothing is
-created at import time: the provider is made on first use, so a server that
-forks workers builds it in each worker.
+If the application already installed an SDK ``TracerProvider`` it is used:
+its span processors and exporters keep working, the bridge adds its own span
+processor, and wraps its id generator and sampler so that Baseplate's spans
+keep their guarantees (see :mod:`bridge.app_provider`). Otherwise a provider
+with the bridge's id generator and sampler is installed as the global one.
+Either way there is never a second provider. Nothing is created at import
+time: the provider is made on first use, so a server that forks workers
+builds it in each worker.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
+from bridge.app_provider import RequestAwareIdGenerator, wrap_provider
 from bridge.ids import BaseplateIdGenerator
 from bridge.processor import OwnerNotifyingSpanProcessor
 from bridge.routing import ExportRoute, RoutingSpanProcessor
@@ -32,10 +35,11 @@ _tracer: trace.Tracer | None = None
 _service_name: str | None = None
 _router: RoutingSpanProcessor | None = None
 
-#: Whether the provider's id generator is the bridge's, which gives a span the
-#: (non-zero) ids named in its :class:`~bridge.creation.SpanRequest`. Set when
-#: the provider is installed; callers that name ids only need to read back the
-#: ids of spans they started when this is false.
+#: Whether the provider's id generator gives a span the (non-zero) ids named
+#: in its :class:`~bridge.creation.SpanRequest`: the bridge's, or the wrapper
+#: around the application's. Set when the provider is installed; callers that
+#: name ids only need to read back the ids of spans they started when this is
+#: false.
 keeps_requested_ids = False
 
 
@@ -125,7 +129,7 @@ def _install() -> TracerProvider:
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
-        _warn_about_foreign_provider(provider)
+        _wrap_application_provider(provider)
     else:
         resource = Resource.create({SERVICE_NAME: _service_name} if _service_name else {})
         provider = TracerProvider(
@@ -135,22 +139,21 @@ def _install() -> TracerProvider:
         )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
-    keeps_requested_ids = isinstance(provider.id_generator, BaseplateIdGenerator)
+    keeps_requested_ids = isinstance(
+        provider.id_generator, (BaseplateIdGenerator, RequestAwareIdGenerator)
+    )
     _provider = provider
     return provider
 
 
-def _warn_about_foreign_provider(provider: TracerProvider) -> None:
-    lost = []
-    if not isinstance(provider.id_generator, BaseplateIdGenerator):
-        lost.append("64-bit trace ids and span ids taken from upstream Baseplate headers")
-    if not isinstance(provider.sampler, BaseplateSampler):
-        lost.append("recording unsampled requests and the Baseplate debug flag")
-    if lost:
-        logger.warning(
-            "using the application's own TracerProvider; these Baseplate guarantees do not "
-            "apply: %s",
-            "; ".join(lost),
+def _wrap_application_provider(provider: TracerProvider) -> None:
+    wrapped = wrap_provider(provider)
+    if wrapped:
+        logger.info(
+            "using the application's own TracerProvider; wrapped its %s so that Baseplate's "
+            "spans keep their upstream and 64-bit ids, the debug flag, and recording of "
+            "unsampled requests",
+            " and ".join(wrapped),
         )
 
 
