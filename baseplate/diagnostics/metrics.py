@@ -7,15 +7,33 @@ under it, ``clients.C`` and ``clients.C.success|failure`` (plus
 component ``K``, the timer ``K.N``. Everything the request records, the
 application's own metrics included, goes in one batch flushed when the server
 span finishes.
+
+Spans that OpenTelemetry-instrumented libraries start directly under the
+server span are named from their semantic-convention attributes instead (see
+:mod:`bridge.semconv`): a client or producer span is
+``clients.<dependency>.<operation>``, such as ``clients.127_0_0_1.GET`` for an
+HTTP call or ``clients.redis.127_0_0_1.SET`` for a Redis command, decided when
+the span ends (instrumentations set most attributes late) and timed by the
+span's own start and end times. Other native spans are ``clients.<span
+name>``, and a native server span ``server.<span name>``, with the span name
+made safe for statsd (``GET /hello/<name>`` becomes ``GET_hello_name``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import SpanKind
+
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver, Span, SpanObserver
 from baseplate.core._observers import ExcInfo
 from baseplate.metrics import Batch, Client
+from bridge import semconv
+
+#: Kinds of native span that call a dependency, named for it.
+_DEPENDENCY_KINDS = frozenset((SpanKind.CLIENT, SpanKind.PRODUCER))
+_NANOSECONDS_PER_SECOND = 1e9
 
 
 class MetricsBaseplateObserver(BaseplateObserver):
@@ -35,7 +53,11 @@ class MetricsBaseplateObserver(BaseplateObserver):
         """Give the request its batch and observe its server span."""
         batch = self.client.batch()
         context.metrics = batch
-        server_span.register(MetricsServerSpanObserver(batch, "server." + server_span.name))
+        name = server_span.name
+        if server_span.native:
+            # Named by an instrumentation, often for its route: "GET /hello/<name>".
+            name = semconv.safe_component(name)
+        server_span.register(MetricsServerSpanObserver(batch, "server." + name))
 
 
 # The per-span observers below take the finished metric name from whoever
@@ -81,7 +103,9 @@ class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
     __slots__ = ()
 
     def on_child_span_created(self, span: Span) -> None:
-        if span.component_name is None:
+        if span.native:
+            span.register(_native_child_observer(self.batch, span))
+        elif span.component_name is None:
             span.register(MetricsClientSpanObserver(self.batch, "clients." + span.name))
         else:
             span.register(
@@ -105,5 +129,48 @@ class MetricsClientSpanObserver(_CountedSpanObserver):
     __slots__ = ()
 
     def on_log(self, name: str, payload: Any) -> None:
-        if name == "error.object":
-            self.batch.counter(f"errors.{type(payload).__name__}").increment()
+        _count_error(self.batch, name, payload)
+
+
+class MetricsNativeClientSpanObserver(SpanObserver):
+    """Times and counts a native call to a dependency, named when the call ends.
+
+    Instrumentations set most of the attributes that name the dependency only
+    as the span ends (Redis sets its host then), so the name is decided in
+    :meth:`on_finish`, from the span's final attributes, and the duration is
+    the one the span itself recorded.
+    """
+
+    __slots__ = ("batch", "span")
+
+    def __init__(self, batch: Batch, span: Span) -> None:
+        self.batch = batch
+        self.span = span
+
+    def on_log(self, name: str, payload: Any) -> None:
+        _count_error(self.batch, name, payload)
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        otel_span = self.span.otel_span
+        if not isinstance(otel_span, SdkSpan):
+            # Not an SDK span: nothing recorded its attributes or its times.
+            return
+        name = "clients." + semconv.client_metric_name(otel_span.attributes, otel_span.name)
+        start, end = otel_span.start_time, otel_span.end_time
+        if start is not None and end is not None:
+            self.batch.timer(name).send((end - start) / _NANOSECONDS_PER_SECOND)
+        failed = exc_info is not None and exc_info[0] is not None
+        self.batch.counter(name + (".failure" if failed else ".success")).increment()
+
+
+def _native_child_observer(batch: Batch, span: Span) -> SpanObserver:
+    """The observer for a span another library started under the server span."""
+    if getattr(span.otel_span, "kind", None) in _DEPENDENCY_KINDS:
+        return MetricsNativeClientSpanObserver(batch, span)
+    return MetricsClientSpanObserver(batch, "clients." + semconv.safe_component(span.name))
+
+
+def _count_error(batch: Batch, name: str, payload: Any) -> None:
+    """Count an ``error.object`` log as ``errors.<class of the error>``."""
+    if name == "error.object":
+        batch.counter(f"errors.{type(payload).__name__}").increment()
