@@ -103,7 +103,9 @@ def tracing_client_from_config(
     ``tracing.span_batch_interval``, ``tracing.num_conns`` and
     ``tracing.sample_rate`` (``"37%"`` or a fraction; default 10%). New keys:
     ``tracing.exporter`` (``sidecar``, ``remote``, ``zipkin``, ``otlp``,
-    ``log`` or ``none``; by default what the keys above imply),
+    ``log``, ``none``, or the name of an installed
+    ``opentelemetry_traces_exporter`` entry point such as ``console`` or
+    ``baseplate_sidecar``; by default what the keys above imply),
     ``tracing.zipkin.endpoint`` and ``tracing.otlp.endpoint`` (URLs), and
     ``tracing.tail.errors`` / ``tracing.tail.slower_than`` for tail sampling.
     With no destination, spans are logged at debug level, or dropped if
