@@ -9,14 +9,10 @@ application's own metrics included, goes in one batch flushed when the server
 span finishes.
 
 Spans that OpenTelemetry-instrumented libraries start directly under the
-server span are named from their semantic-convention attributes instead (see
-:mod:`bridge.semconv`): a client or producer span is
-``clients.<dependency>.<operation>``, such as ``clients.127_0_0_1.GET`` for an
-HTTP call or ``clients.redis.127_0_0_1.SET`` for a Redis command, decided when
-the span ends (instrumentations set most attributes late) and timed by the
-span's own start and end times. Other native spans are ``clients.<span
-name>``, and a native server span ``server.<span name>``, with the span name
-made safe for statsd (``GET /hello/<name>`` becomes ``GET_hello_name``).
+server span are named from their semantic-convention attributes instead, by
+:func:`bridge.semconv.client_metric_name` (an HTTP call ``clients.127_0_0_1.GET``,
+a Redis command ``clients.redis.127_0_0_1.SET``), when they end: that is when
+instrumentations have set their attributes.
 """
 
 from __future__ import annotations

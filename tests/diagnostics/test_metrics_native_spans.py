@@ -44,9 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def do_GET(self) -> None:
+        """Answer "hello", with the status a path ``/status/<code>`` asks for."""
         time.sleep(self.server.delay)
         body = b"hello"
-        self.send_response(200)
+        status = int(self.path.split("/")[2]) if self.path.startswith("/status/") else 200
+        self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -200,6 +202,22 @@ def test_refused_http_call_counts_a_failure(baseplate, statsd, closed_port, inst
         "svc.clients.127_0_0_1.GET:T|ms",
         "svc.server.handle:T|ms",
         "svc.clients.127_0_0_1.GET.failure:1|c",
+        "svc.server.handle.success:1|c",
+    ]
+
+
+def test_http_error_response_counts_a_failure(
+    baseplate, statsd, http_server, instrumented_requests
+):
+    with server_span(baseplate):
+        assert requests.get(http_server.url("/status/503"), timeout=10).status_code == 503
+        assert requests.get(http_server.url("/status/404"), timeout=10).status_code == 404
+
+    assert lines_of(statsd) == [
+        "svc.clients.127_0_0_1.GET:T|ms",
+        "svc.clients.127_0_0_1.GET:T|ms",
+        "svc.server.handle:T|ms",
+        "svc.clients.127_0_0_1.GET.failure:2|c",
         "svc.server.handle.success:1|c",
     ]
 
