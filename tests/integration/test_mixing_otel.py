@@ -226,8 +226,8 @@ def test_requests_span_is_timed_and_counted(spans, service, http_server, instrum
     datagrams = service.statsd.received()
     assert len(datagrams) == 1, "one batch per request"
     lines = datagrams[0].decode().split("\n")
-    assert_timer(lines, "svc.clients.GET")
-    assert "svc.clients.GET.success:1|c" in lines
+    assert_timer(lines, "svc.clients.127_0_0_1.GET")
+    assert "svc.clients.127_0_0_1.GET.success:1|c" in lines
     assert_timer(lines, "svc.server.get_thing")
     assert "svc.server.get_thing.success:1|c" in lines
     assert not any("failure" in line for line in lines)
@@ -278,10 +278,10 @@ def test_redis_spans_are_children_of_the_request(spans, service, redis_client, r
     assert ("GET", "on_finish", None) in recorder.events
 
     lines = service.metric_lines()
-    assert_timer(lines, "svc.clients.SET")
-    assert_timer(lines, "svc.clients.GET")
-    assert "svc.clients.SET.success:1|c" in lines
-    assert "svc.clients.GET.success:1|c" in lines
+    assert_timer(lines, "svc.clients.redis.127_0_0_1.SET")
+    assert_timer(lines, "svc.clients.redis.127_0_0_1.GET")
+    assert "svc.clients.redis.127_0_0_1.SET.success:1|c" in lines
+    assert "svc.clients.redis.127_0_0_1.GET.success:1|c" in lines
     assert_timer(lines, "svc.server.store")
     assert "svc.server.store.success:1|c" in lines
 
@@ -308,9 +308,9 @@ def test_failed_requests_call_is_a_failure(spans, service, instrumented_requests
     assert ("get_thing", "on_finish", None) in service.recorder.events
 
     lines = service.metric_lines()
-    assert "svc.clients.GET.failure:1|c" in lines
-    assert "svc.clients.GET.success:1|c" not in lines
-    assert_timer(lines, "svc.clients.GET")
+    assert "svc.clients.127_0_0_1.GET.failure:1|c" in lines
+    assert "svc.clients.127_0_0_1.GET.success:1|c" not in lines
+    assert_timer(lines, "svc.clients.127_0_0_1.GET")
     assert "svc.server.get_thing.success:1|c" in lines
 
 
@@ -328,7 +328,7 @@ def test_failed_redis_command_is_a_failure(spans, service, redis_client, redis_k
     assert exc_info is not None
     assert isinstance(exc_info[1], redis.ResponseError | RecordedSpanError)
     lines = service.metric_lines()
-    assert "svc.clients.INCRBY.failure:1|c" in lines
+    assert "svc.clients.redis.127_0_0_1.INCRBY.failure:1|c" in lines
 
 
 # -- A5: suppression inside client spans, not inside local spans ---------------
@@ -354,7 +354,7 @@ def test_no_native_span_inside_a_client_span(spans, service, redis_client, redis
     )
     lines = service.metric_lines()
     assert_timer(lines, "svc.clients.redis.get")
-    assert not any(line.startswith("svc.clients.GET") for line in lines), lines
+    assert not any(line.startswith("svc.clients.redis.127_0_0_1") for line in lines), lines
 
 
 def test_no_native_http_span_inside_a_client_span(
@@ -422,8 +422,8 @@ def test_unsampled_request_is_observed_but_not_exported(
     lines = service.metric_lines()
     assert_timer(lines, "svc.server.get_thing")
     assert "svc.server.get_thing.success:1|c" in lines
-    assert_timer(lines, "svc.clients.GET")
-    assert "svc.clients.GET.success:1|c" in lines
+    assert_timer(lines, "svc.clients.127_0_0_1.GET")
+    assert "svc.clients.127_0_0_1.GET.success:1|c" in lines
 
     # The trace stays unsampled downstream, but keeps its id.
     traceparent = http_server.received_headers[0]["traceparent"]
