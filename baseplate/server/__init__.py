@@ -45,6 +45,7 @@ from baseplate.server._config import (
     load_factory,
     read_config,
 )
+from baseplate.server._early_threads import let_early_threads_end_cleanly
 from baseplate.server._logging import configure_default_logging, configure_logging
 from baseplate.server._stacks import install_stack_dump_handler
 
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = read_config(args.config_file)
         configure_logging(parser, args.config_file, debug=args.debug)
+        let_early_threads_end_cleanly()
         server_section = f"server:{args.server_name}"
         app_section = f"app:{args.app_name}"
         server_options = get_section(parser, args.config_file, "server", args.server_name)
