@@ -49,11 +49,10 @@ class MetricsBaseplateObserver(BaseplateObserver):
         """Give the request its batch and observe its server span."""
         batch = self.client.batch()
         context.metrics = batch
-        name = server_span.name
         if server_span.native:
-            # Named by an instrumentation, often for its route: "GET /hello/<name>".
-            name = semconv.safe_component(name)
-        server_span.register(MetricsServerSpanObserver(batch, "server." + name))
+            server_span.register(MetricsNativeServerSpanObserver(batch, server_span))
+        else:
+            server_span.register(MetricsServerSpanObserver(batch, "server." + server_span.name))
 
 
 # The per-span observers below take the finished metric name from whoever
@@ -110,6 +109,36 @@ class MetricsServerSpanObserver(_CountedSpanObserver, ServerSpanObserver):
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         _CountedSpanObserver.on_finish(self, exc_info)
+        self.batch.flush()
+
+
+class MetricsNativeServerSpanObserver(MetricsServerSpanObserver):
+    """Times a request whose root span another library started, named when it ends.
+
+    Instrumentations often name the span for its route only once routing is
+    done ("GET", then "GET /hello/<name>"), so the timer is named from the
+    span's final name, made statsd-safe (``server.GET_hello_name``), and
+    given the duration the span itself recorded.
+    """
+
+    __slots__ = ("span",)
+
+    def __init__(self, batch: Batch, span: Span) -> None:
+        self.batch = batch
+        self.span = span
+
+    def on_start(self) -> None:
+        """The span keeps its own times."""
+
+    def on_finish(self, exc_info: ExcInfo | None) -> None:
+        otel_span = self.span.otel_span
+        if isinstance(otel_span, SdkSpan):
+            name = "server." + semconv.safe_component(otel_span.name)
+            start, end = otel_span.start_time, otel_span.end_time
+            if start is not None and end is not None:
+                self.batch.timer(name).send((end - start) / _NANOSECONDS_PER_SECOND)
+            failed = exc_info is not None and exc_info[0] is not None
+            self.batch.counter(name + (".failure" if failed else ".success")).increment()
         self.batch.flush()
 
 

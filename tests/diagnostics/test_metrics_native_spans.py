@@ -28,9 +28,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from baseplate import metrics_client_from_config
-from baseplate.core import Baseplate, ServerSpan, TraceInfo
+from baseplate.core import Baseplate, ServerSpan
 from baseplate.diagnostics.metrics import MetricsBaseplateObserver
 from baseplate.testing import StatsdCapture
+from bridge.processor import set_root_span_adopter
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -371,49 +372,42 @@ def test_facade_client_span_suppresses_the_native_one(
 # -- native server spans --------------------------------------------------------------
 
 
-class _NativeServerSpan(ServerSpan):
-    """A server span an instrumentation started, as Baseplate presents one."""
-
-    native = True
-
-
-def _observed_server_span(
-    observer: MetricsBaseplateObserver, span_class: type[ServerSpan], name: str
-) -> ServerSpan:
-    trace_info = TraceInfo.new()
-    context = types.SimpleNamespace()
-    span = span_class(
-        trace_info.trace_id,
-        trace_info.parent_id,
-        trace_info.span_id,
-        trace_info.sampled,
-        trace_info.flags,
-        name,
-        context,
-    )
-    context.trace = span
-    observer.on_server_span_created(context, span)
-    return span
+@pytest.fixture
+def observing_baseplate(baseplate: Baseplate) -> Iterator[Baseplate]:
+    """The Baseplate, receiving the root spans instrumentations start."""
+    baseplate.observe_native_root_spans()
+    yield baseplate
+    set_root_span_adopter(None)
 
 
-def test_native_server_span_is_timed_under_its_safe_name(
-    spans, metrics_observer, statsd, http_server, instrumented_requests
+def test_native_server_span_is_timed_under_its_final_safe_name(
+    observing_baseplate, statsd, spans, http_server, instrumented_requests
 ):
-    span = _observed_server_span(metrics_observer, _NativeServerSpan, "GET /hello/<name>")
-    with span:
+    tracer = trace.get_tracer("an-instrumentation")
+    with tracer.start_as_current_span("GET", kind=SpanKind.SERVER) as root:
         requests.get(http_server.url("/hello/world"), timeout=10).close()
+        root.update_name("GET /hello/<name>")  # named for its route once routed
 
-    assert lines_of(statsd) == [
+    lines = raw_lines(statsd)
+    assert [_TIMER_VALUE.sub(":T|ms", line) for line in lines] == [
         "svc.clients.127_0_0_1.GET:T|ms",
         "svc.server.GET_hello_name:T|ms",
         "svc.clients.127_0_0_1.GET.success:1|c",
         "svc.server.GET_hello_name.success:1|c",
     ]
+    (finished,) = [span for span in spans.get_finished_spans() if span.kind is SpanKind.SERVER]
+    assert finished.start_time is not None
+    assert finished.end_time is not None
+    recorded_ms = (finished.end_time - finished.start_time) / 1e9 * 1000.0
+    assert lines[1] == f"svc.server.GET_hello_name:{recorded_ms:g}|ms"
 
 
-def test_native_server_span_counts_a_failure(spans, metrics_observer, statsd):
-    span = _observed_server_span(metrics_observer, _NativeServerSpan, "POST /orders")
-    with pytest.raises(ValueError), span:
+def test_native_server_span_counts_a_failure(observing_baseplate, statsd):
+    tracer = trace.get_tracer("an-instrumentation")
+    with (
+        pytest.raises(ValueError),
+        tracer.start_as_current_span("POST /orders", kind=SpanKind.SERVER),
+    ):
         raise ValueError("bad order")
 
     assert lines_of(statsd) == [
@@ -422,9 +416,8 @@ def test_native_server_span_counts_a_failure(spans, metrics_observer, statsd):
     ]
 
 
-def test_facade_server_span_keeps_its_name_as_given(spans, metrics_observer, statsd):
-    span = _observed_server_span(metrics_observer, ServerSpan, "get.thing")
-    with span:
+def test_facade_server_span_keeps_its_name_as_given(observing_baseplate, statsd):
+    with server_span(observing_baseplate, "get.thing"):
         pass
 
     assert lines_of(statsd) == [
