@@ -335,6 +335,8 @@ def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
     from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
 
     class SchemaConformingEncoder(JsonV2Encoder):
+        reports_shared_spans = True
+
         def _encode_span(self, span: Any, encoded_local_endpoint: Any) -> dict[str, Any]:
             encoded: dict[str, Any] = super()._encode_span(span, encoded_local_endpoint)
             if encoded.get("kind") is None:
@@ -348,6 +350,17 @@ def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
         exporter.encoder.max_tag_value_length
     )
     return exporter
+
+
+def reports_shared_spans(exporter: SpanExporter) -> bool:
+    """Whether ``exporter`` reports Zipkin's ``shared`` flag (:func:`zipkin_v2_exporter`'s do).
+
+    Marking a span as shared costs an attribute; it is only worth it on
+    the spans of an exporter that reads the mark.
+    """
+    if isinstance(exporter, ServiceNamingSpanExporter):
+        exporter = exporter.exporter
+    return bool(getattr(getattr(exporter, "encoder", None), "reports_shared_spans", False))
 
 
 class ServiceNamingSpanExporter(SpanExporter):

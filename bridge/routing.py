@@ -52,15 +52,24 @@ class ExportRoute:
         drops them.
     :param root_ratio: The share of new traces started on this route that
         are sampled, or None for the sampler's own ratio.
+    :param marks_shared_spans: Whether the route's exporter reports Zipkin's
+        ``shared`` flag, so that spans sharing their caller's span id should
+        carry :data:`bridge.zipkin_records.SHARED_ATTRIBUTE`.
     """
 
-    __slots__ = ("processor", "root_ratio")
+    __slots__ = ("marks_shared_spans", "processor", "root_ratio")
 
-    def __init__(self, processor: SpanProcessor | None = None, root_ratio: float | None = None):
+    def __init__(
+        self,
+        processor: SpanProcessor | None = None,
+        root_ratio: float | None = None,
+        marks_shared_spans: bool = False,
+    ):
         if root_ratio is not None and not 0.0 <= root_ratio <= 1.0:
             raise ValueError(f"root sampling ratio must be between 0 and 1, not {root_ratio!r}")
         self.processor = processor
         self.root_ratio = root_ratio
+        self.marks_shared_spans = marks_shared_spans
 
     def __repr__(self) -> str:
         return f"ExportRoute(processor={self.processor!r}, root_ratio={self.root_ratio})"

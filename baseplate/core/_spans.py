@@ -85,7 +85,8 @@ class Span:
     #: 128-bit trace id and trace state. None: the ids of the span decide.
     _remote_parent: trace.SpanContext | None = None
     #: Whether this server span took its span id from its caller (Zipkin's
-    #: shared span, the Baseplate header model).
+    #: shared span, the Baseplate header model); marked on the span only for
+    #: routes whose exporter reports it.
     _shared = False
 
     def __init__(
@@ -188,8 +189,6 @@ class Span:
             attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
         if debug:
             attributes[DEBUG_ATTRIBUTE] = True
-        if self._shared:
-            attributes[SHARED_ATTRIBUTE] = True
         return creation.start_span(
             provider.get_tracer(), self.name, context, self._kind, request, attributes or None
         )
@@ -311,6 +310,8 @@ class Span:
             if route is None:
                 otel_span.end()
             else:
+                if self._shared and route.marks_shared_spans:
+                    otel_span.set_attribute(SHARED_ATTRIBUTE, True)
                 routing.end_span(otel_span, route)
             # Make the nearest open span current again: usually this span is
             # current, and what was current before it is still open.

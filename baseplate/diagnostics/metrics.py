@@ -148,16 +148,24 @@ class MetricsLocalSpanObserver(_TimedSpanObserver):
     __slots__ = ()
 
 
-class MetricsClientSpanObserver(_CountedSpanObserver):
+class _ErrorCountingObserver(SpanObserver):
+    """Counts each ``error.object`` log of a call as ``errors.<class of the error>``."""
+
+    __slots__ = ()
+    batch: Batch
+
+    def on_log(self, name: str, payload: Any) -> None:
+        if name == "error.object":
+            self.batch.counter(f"errors.{type(payload).__name__}").increment()
+
+
+class MetricsClientSpanObserver(_ErrorCountingObserver, _CountedSpanObserver):
     """Times a call to another service and counts its outcome and errors."""
 
     __slots__ = ()
 
-    def on_log(self, name: str, payload: Any) -> None:
-        _count_error(self.batch, name, payload)
 
-
-class MetricsNativeClientSpanObserver(SpanObserver):
+class MetricsNativeClientSpanObserver(_ErrorCountingObserver):
     """Times and counts a native call to a dependency, named when the call ends.
 
     Instrumentations set most of the attributes that name the dependency only
@@ -171,9 +179,6 @@ class MetricsNativeClientSpanObserver(SpanObserver):
     def __init__(self, batch: Batch, span: Span) -> None:
         self.batch = batch
         self.span = span
-
-    def on_log(self, name: str, payload: Any) -> None:
-        _count_error(self.batch, name, payload)
 
     def on_finish(self, exc_info: ExcInfo | None) -> None:
         otel_span = self.span.otel_span
@@ -193,9 +198,3 @@ def _native_child_observer(batch: Batch, span: Span) -> SpanObserver:
     if getattr(span.otel_span, "kind", None) in _DEPENDENCY_KINDS:
         return MetricsNativeClientSpanObserver(batch, span)
     return MetricsClientSpanObserver(batch, "clients." + semconv.safe_component(span.name))
-
-
-def _count_error(batch: Batch, name: str, payload: Any) -> None:
-    """Count an ``error.object`` log as ``errors.<class of the error>``."""
-    if name == "error.object":
-        batch.counter(f"errors.{type(payload).__name__}").increment()

@@ -208,7 +208,7 @@ def test_a_server_span_takes_the_upstream_ids_exactly():
         X_PARENT,
     )
     assert outcome["up"] == {"id": X_SPAN, "trace_id": X_TRACE}
-    assert server["attributes"] == {"baseplate.shared": True}
+    assert server["attributes"] == {}
     assert (child["trace_id"], child["parent_id"]) == (X_TRACE, X_SPAN)
     assert child["span_id"] <= MAX_64
     assert not marked_by_app(child)
@@ -295,7 +295,7 @@ def test_an_unsampled_request_is_recorded_for_processors_but_not_exported():
         X_PARENT,
     )
     # Recorded spans keep their attributes.
-    assert server["attributes"] == {"baseplate.shared": True}
+    assert server["attributes"] == {}
     assert outcome.recorded["unsampled.local"]["attributes"] == {"lc": "c"}
     # The native span, from a tracer made before Baseplate was imported, was adopted.
     assert ("unsampled", "on_child_span_created", "unsampled.native") in outcome.events

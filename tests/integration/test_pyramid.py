@@ -546,7 +546,6 @@ def test_exported_server_span(spans):
         "http.method": "GET",
         "peer.ipv4": "10.1.2.3",
         "http.status_code": 200,
-        "baseplate.shared": True,
     }
     assert span.status.status_code is not StatusCode.ERROR
 
@@ -566,7 +565,6 @@ def test_traceparent_alone_continues_the_trace_as_a_child(spans):
     assert span.parent.is_remote
     assert span.context.span_id != W3C_PARENT
     assert span.context.trace_state.get("vendor") == "x"
-    assert "baseplate.shared" not in span.attributes
     # The facade carries the low 64 bits, which is what Baseplate headers carry.
     assert seen.json["trace_id"] == W3C_TRACE_ID & (2**64 - 1)
     assert seen.json["parent_id"] == W3C_PARENT
@@ -598,7 +596,6 @@ def test_baseplate_headers_win_over_a_disagreeing_traceparent(spans):
     assert span.context.span_id == 3456
     assert span.parent is not None
     assert span.parent.span_id == 2345
-    assert span.attributes["baseplate.shared"] is True
 
 
 def test_traceparent_is_ignored_unless_trusted(spans):

@@ -49,6 +49,7 @@ from bridge.export import (
     PosixQueueSpanExporter,
     ServiceNamingSpanExporter,
     ZipkinV1HttpSpanExporter,
+    reports_shared_spans,
     zipkin_v2_exporter,
 )
 from bridge.routing import ExportRoute
@@ -153,9 +154,13 @@ class TracingClient:
         if sampler is not None:
             sampler.root_ratio = self.sample_rate
         else:
-            logger.warning(
-                "the application's own sampler decides new traces; "
-                "tracing.sample_rate is not applied"
+            # The application installed its own provider; the bridge wrapped
+            # its sampler (bridge.app_provider), which decides new traces.
+            logger.info(
+                "the application's own sampler decides new traces, and upstream traces that "
+                "came without a decision; tracing.sample_rate (%s) is not applied: %s",
+                self.sample_rate,
+                provider.get_tracer_provider().sampler.get_description(),
             )
         if self.recorder is None or isinstance(self.recorder, NullRecorder):
             self.processor = _NO_PROCESSOR
@@ -175,6 +180,7 @@ class TracingClient:
                 ),
             )
         self.route.processor = processor
+        self.route.marks_shared_spans = reports_shared_spans(self.recorder)
         provider.add_route(self.route)
         self.processor = processor
 

@@ -14,9 +14,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from baseplate import tracing_client_from_config
 from baseplate.core import Baseplate, TraceInfo
+from baseplate.diagnostics.tracing import LoggingRecorder, TracingClient
 from bridge import provider
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, SHARED_ATTRIBUTE
 from tests.diagnostics.tracing.standins import CollectorStandIn
@@ -39,7 +43,9 @@ def zipkin():
     stand_in.close()
 
 
-def zipkin_spans(zipkin: CollectorStandIn, trace_info: TraceInfo | None) -> dict[str, Any]:
+def zipkin_spans(
+    zipkin: CollectorStandIn, trace_info: TraceInfo | None, remote_parent: Any = None
+) -> dict[str, Any]:
     """Serve one request (a server span and a child) and return what Zipkin got, by name."""
     client = tracing_client_from_config(
         {
@@ -51,7 +57,9 @@ def zipkin_spans(zipkin: CollectorStandIn, trace_info: TraceInfo | None) -> dict
     )
     baseplate = Baseplate()
     baseplate.configure_tracing(client)
-    server = baseplate.make_server_span(SimpleNamespace(), "handle", trace_info)
+    server = baseplate.make_server_span(
+        SimpleNamespace(), "handle", trace_info, remote_parent=remote_parent
+    )
     with server, server.make_child("backend.call"):
         pass
     assert client.flush(10)
@@ -105,3 +113,27 @@ def test_a_fresh_root_server_span_is_not_shared(zipkin, fresh_provider):
     server = zipkin_spans(zipkin, None)["handle"]
     assert server["kind"] == "SERVER"
     assert "shared" not in server
+
+
+def test_a_child_of_a_w3c_caller_is_not_shared(zipkin, fresh_provider):
+    caller = SpanContext(0xA1 << 64 | 0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(1))
+    info = TraceInfo.from_upstream(0x1234, 0x5678, 0x9ABC, True, None)
+    server = zipkin_spans(zipkin, info, remote_parent=caller)["handle"]
+    assert "shared" not in server
+    assert server["parentId"] == f"{0x5678:016x}"
+    assert server["traceId"] == f"{0xA1 << 64 | 0x1234:032x}"
+
+
+def test_the_shared_mark_is_made_only_for_exporters_that_report_it(fresh_provider):
+    """Other destinations (the sidecar, OTLP, the app's own) never see the attribute."""
+    exported = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    client = TracingClient("svc", 1.0, LoggingRecorder("svc"))
+    baseplate = Baseplate()
+    baseplate.configure_tracing(client)
+    info = TraceInfo.from_upstream(0x1234, 0x5678, 0x9ABC, True, None)
+    with baseplate.make_server_span(SimpleNamespace(), "handle", info):
+        pass
+    [span] = exported.get_finished_spans()
+    assert span.context.span_id == 0x9ABC
+    assert SHARED_ATTRIBUTE not in (span.attributes or {})
