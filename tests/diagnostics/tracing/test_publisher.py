@@ -544,11 +544,13 @@ def test_batches_are_sent_when_their_first_span_is_a_second_old(
 ) -> None:
     clock = FakeClock()
     run = start_publisher(max_age=1.0, clock=clock)
+    batcher = run.publisher.batcher
     span_queue.put(span(1))
-    wait_until(lambda: queued(span_queue) == 0)
+    # In the batch, not just off the queue: the reader has read the clock for it.
+    wait_until(lambda: len(batcher) == 1)
     clock.now += 0.5
     span_queue.put(span(2))
-    wait_until(lambda: queued(span_queue) == 0)
+    wait_until(lambda: len(batcher) == 2)
     time.sleep(0.2)  # several polls of the queue, all too early
     assert zipkin.requests == []
 
