@@ -10,11 +10,13 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
+REPOSITORY = Path(__file__).resolve().parents[2]
 WARNING_TEXT = "using the application's own TracerProvider"
 
 # Shared by every child interpreter: a Baseplate "request" that makes one
@@ -44,7 +46,7 @@ def run_python(code: str) -> dict:
         capture_output=True,
         text=True,
         timeout=60,
-        cwd="/work/main",
+        cwd=REPOSITORY,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
