@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import pytest
 
 from baseplate.testing import StatsdCapture, recorded_spans
-from tests.server import ServerGroup
+from tests.http_standin import HTTPStandIn, serving
+from tests.server import ServerGroup, free_port
 
 
 @pytest.fixture
@@ -64,6 +65,43 @@ def spans():
     """Finished, sampled spans, on a fresh tracer provider."""
     with recorded_spans() as exporter:
         yield exporter
+
+
+@pytest.fixture
+def http_server() -> Iterator[HTTPStandIn]:
+    """A local HTTP server that answers and remembers (see :mod:`tests.http_standin`)."""
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: connecting is refused."""
+    return free_port()
+
+
+# An instrumentor takes its tracer when it instruments, so these come after
+# the ``spans`` fixture has installed the test's provider.
+
+
+@pytest.fixture
+def instrumented_requests(spans) -> Iterator[None]:
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    instrumentor = RequestsInstrumentor()
+    instrumentor.instrument()
+    yield
+    instrumentor.uninstrument()
+
+
+@pytest.fixture
+def instrumented_redis(spans) -> Iterator[None]:
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    instrumentor = RedisInstrumentor()
+    instrumentor.instrument()
+    yield
+    instrumentor.uninstrument()
 
 
 @pytest.fixture

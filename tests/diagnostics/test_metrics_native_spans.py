@@ -10,19 +10,13 @@ where they matter).
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
 import requests
 from opentelemetry import trace
-from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -36,78 +30,6 @@ from bridge.processor import set_root_span_adopter
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 _TIMER_VALUE = re.compile(r":[0-9.e+-]+\|ms$")
-
-
-# -- a local HTTP server ----------------------------------------------------------
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        """Answer "hello", with the status a path ``/status/<code>`` asks for."""
-        time.sleep(self.server.delay)
-        body = b"hello"
-        status = int(self.path.split("/")[2]) if self.path.startswith("/status/") else 200
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    delay = 0.0
-
-    def url(self, path: str) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}{path}"
-
-
-@pytest.fixture
-def http_server() -> Iterator[_HTTPServer]:
-    server = _HTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: connecting is refused."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
-# -- instrumentations, after the fresh provider of ``spans`` ----------------------
-#
-# An instrumentor takes its tracer when it instruments, so it must come after
-# the ``spans`` fixture has installed the test's provider.
-
-
-@pytest.fixture
-def instrumented_requests(spans) -> Iterator[None]:
-    instrumentor = RequestsInstrumentor()
-    instrumentor.instrument()
-    yield
-    instrumentor.uninstrument()
-
-
-@pytest.fixture
-def instrumented_redis(spans) -> Iterator[None]:
-    instrumentor = RedisInstrumentor()
-    instrumentor.instrument()
-    yield
-    instrumentor.uninstrument()
 
 
 @pytest.fixture

@@ -13,17 +13,12 @@ Everything here is real: a local HTTP server, the Redis server on
 from __future__ import annotations
 
 import re
-import socket
-import threading
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
 import requests
-from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -35,79 +30,10 @@ REDIS_HOST = "127.0.0.1"
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
 
 
-# -- a real HTTP server that remembers what it was sent ------------------------
-
-
-class _RecordingHandler(BaseHTTPRequestHandler):
-    server: _RecordingHTTPServer
-
-    def do_GET(self) -> None:
-        self.server.received_headers.append(dict(self.headers.items()))
-        body = b"hello"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
-class _RecordingHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _RecordingHandler)
-        self.received_headers: list[dict[str, str]] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/thing"
-
-
 @pytest.fixture
-def http_server() -> Iterator[_RecordingHTTPServer]:
-    server = _RecordingHTTPServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def closed_port_url() -> str:
+def closed_port_url(closed_port) -> str:
     """A URL on a local port that nothing listens on (connection refused)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}/nothing-here"
-
-
-# -- instrumentation, installed after the fresh provider of ``spans`` ----------
-#
-# An instrumentor asks for its tracer when it is instrumented, so it must be
-# instrumented after the ``spans`` fixture installed the provider of the test.
-
-
-@pytest.fixture
-def instrumented_requests(spans) -> Iterator[None]:
-    instrumentor = RequestsInstrumentor()
-    instrumentor.instrument()
-    yield
-    instrumentor.uninstrument()
-
-
-@pytest.fixture
-def instrumented_redis(spans) -> Iterator[None]:
-    instrumentor = RedisInstrumentor()
-    instrumentor.instrument()
-    yield
-    instrumentor.uninstrument()
+    return f"http://127.0.0.1:{closed_port}/nothing-here"
 
 
 @pytest.fixture
@@ -184,7 +110,7 @@ def events_of(recorder: RecordingObserver, span_name: str) -> list[tuple]:
 
 def test_requests_span_joins_the_request(spans, service, http_server, instrumented_requests):
     with service.server_span("get_thing") as server_span:
-        response = requests.get(http_server.url, timeout=10)
+        response = requests.get(http_server.url(), timeout=10)
     assert response.status_code == 200
     assert response.text == "hello"
 
@@ -202,7 +128,7 @@ def test_requests_span_joins_the_request(spans, service, http_server, instrument
 
 def test_requests_span_reaches_the_observers(spans, service, http_server, instrumented_requests):
     with service.server_span("get_thing"):
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     events = service.recorder.events
     created = ("get_thing", "on_child_span_created", "GET")
@@ -212,7 +138,7 @@ def test_requests_span_reaches_the_observers(spans, service, http_server, instru
     assert native_events[-1] == ("GET", "on_finish", None)
     assert ("GET", "on_set_tag", "http.status_code", 200) in native_events
     assert ("GET", "on_set_tag", "http.method", "GET") in native_events
-    assert ("GET", "on_set_tag", "http.url", http_server.url) in native_events
+    assert ("GET", "on_set_tag", "http.url", http_server.url()) in native_events
     # All of the native span's life happens inside the request, after its creation.
     assert events.index(created) < events.index(("GET", "on_start"))
     assert events.index(("GET", "on_finish", None)) < events.index(("get_thing", "on_finish", None))
@@ -221,7 +147,7 @@ def test_requests_span_reaches_the_observers(spans, service, http_server, instru
 
 def test_requests_span_is_timed_and_counted(spans, service, http_server, instrumented_requests):
     with service.server_span("get_thing"):
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     datagrams = service.statsd.received()
     assert len(datagrams) == 1, "one batch per request"
@@ -238,7 +164,7 @@ def test_traceparent_carries_the_request_trace(
 ):
     monkeypatch.delenv("OTEL_PROPAGATORS", raising=False)
     with service.server_span("get_thing") as server_span:
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     assert len(http_server.received_headers) == 1
     headers = {key.lower(): value for key, value in http_server.received_headers[0].items()}
@@ -364,7 +290,7 @@ def test_no_native_http_span_inside_a_client_span(
         service.server_span("lookup") as server_span,
         server_span.make_child("thing_service.get"),
     ):
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     finished = spans.get_finished_spans()
     assert sorted(span.name for span in finished) == ["lookup", "thing_service.get"]
@@ -409,7 +335,7 @@ def test_unsampled_request_is_observed_but_not_exported(
 ):
     trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=False, flags=None)
     with service.server_span("get_thing", trace_info) as server_span:
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     assert spans.get_finished_spans() == ()
     assert server_span.sampled is False
@@ -434,7 +360,7 @@ def test_unsampled_request_is_observed_but_not_exported(
 def test_debug_flag_forces_export(spans, service, http_server, instrumented_requests):
     trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=False, flags=1)
     with service.server_span("get_thing", trace_info):
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     finished = spans.get_finished_spans()
     assert sorted(span.name for span in finished) == ["GET", "get_thing"]
@@ -446,7 +372,7 @@ def test_debug_flag_forces_export(spans, service, http_server, instrumented_requ
 def test_upstream_ids_are_kept(spans, service, http_server, instrumented_requests):
     trace_info = TraceInfo.from_upstream(1234, 2345, 3456, sampled=True, flags=None)
     with service.server_span("get_thing", trace_info) as server_span:
-        requests.get(http_server.url, timeout=10).close()
+        requests.get(http_server.url(), timeout=10).close()
 
     assert (server_span.trace_id, server_span.parent_id, server_span.id) == (1234, 2345, 3456)
     finished = spans.get_finished_spans()

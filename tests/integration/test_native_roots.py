@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import flask
@@ -23,7 +21,6 @@ import pytest
 import requests
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.instrumentation.requests import RequestsInstrumentor
 from opentelemetry.trace import SpanKind
 
 from baseplate import error_reporter_from_config, metrics_client_from_config
@@ -36,26 +33,9 @@ TIMER = r"[0-9]+(?:\.[0-9]+)?"
 logger = logging.getLogger("native-roots-app")
 
 
-class _Downstream(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet."""
-
-
 @pytest.fixture
-def downstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Downstream)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/thing"
-    server.shutdown()
-    server.server_close()
+def downstream(http_server) -> str:
+    return http_server.url()
 
 
 @pytest.fixture
@@ -137,14 +117,11 @@ def service(spans, statsd, sentry_server) -> Iterator[Service]:
 
 
 @pytest.fixture
-def client(spans, downstream) -> Iterator[Any]:
+def client(spans, downstream, instrumented_requests) -> Iterator[Any]:
     """The Flask app under its instrumentor (instrumented after the fresh provider)."""
     app = make_flask_app(downstream)
     FlaskInstrumentor().instrument_app(app)
-    requests_instrumentor = RequestsInstrumentor()
-    requests_instrumentor.instrument()
     yield app.test_client()
-    requests_instrumentor.uninstrument()
     FlaskInstrumentor().uninstrument_app(app)
 
 

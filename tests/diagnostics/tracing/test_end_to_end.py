@@ -7,18 +7,10 @@ import json
 import pytest
 
 from tests import vectors
-from tests.diagnostics.tracing.standins import CollectorStandIn
 from tests.diagnostics.tracing.test_publisher import Sidecar
 from tests.diagnostics.tracing.test_tracing_vectors import Normaliser, run_case
 
 CASES = {case.values[0]["desc"]: case.values[0] for case in vectors.cases("tracing")}
-
-
-@pytest.fixture
-def zipkin():
-    stand_in = CollectorStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 @pytest.mark.parametrize(
@@ -29,18 +21,18 @@ def zipkin():
         "new trace (no upstream) with sample_rate 100%",
     ],
 )
-def test_records_reach_zipkin_through_the_publisher(desc, queue_name, zipkin, tmp_path, spans):
+def test_records_reach_zipkin_through_the_publisher(desc, queue_name, collector, tmp_path, spans):
     case = CASES[desc]
     sidecar = Sidecar(
         tmp_path,
         queue_name,
-        f"[trace-publisher:{queue_name}]\nzipkin_api_url = http://127.0.0.1:{zipkin.port}/api/v1\n"
+        f"[trace-publisher:{queue_name}]\nzipkin_api_url = http://127.0.0.1:{collector.port}/api/v1\n"
         "metrics.namespace = trace-publisher\n",
     )
     try:
         sidecar.wait_until_ready()
         run_case(case, queue_name)
-        requests = zipkin.wait_for(1)
+        requests = collector.wait_for(1)
     finally:
         assert sidecar.terminate() == 0, sidecar.log
 

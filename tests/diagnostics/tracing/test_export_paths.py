@@ -21,26 +21,9 @@ from baseplate import tracing_client_from_config
 from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics.tracing import NullRecorder, TracingClient
-from bridge import provider
 from bridge.export import PosixQueueSpanExporter
-from tests.diagnostics.tracing.standins import CollectorStandIn
 
 SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
-
-
-@pytest.fixture
-def fresh_provider():
-    """A provider created after the tracing client named the service."""
-    provider._reset_for_tests()
-    yield
-    provider._reset_for_tests()
-
-
-@pytest.fixture
-def collector():
-    stand_in = CollectorStandIn()
-    yield stand_in
-    stand_in.close()
 
 
 def serve_request(client: TracingClient, trace_info: TraceInfo | None = None, fail: bool = False):

@@ -16,15 +16,7 @@ from baseplate import tracing_client_from_config
 from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics import tracing
-from bridge import provider
 from bridge.export import QUEUE_NAME_VARIABLE, ServiceNamingSpanExporter, SidecarSpanExporter
-
-
-@pytest.fixture
-def fresh_provider():
-    provider._reset_for_tests()
-    yield
-    provider._reset_for_tests()
 
 
 def test_exporters_lists_the_builtins_then_the_entry_points():

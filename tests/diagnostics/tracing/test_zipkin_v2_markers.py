@@ -13,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
-import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
@@ -29,29 +28,15 @@ SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_
 DEBUG_FLAG = 1
 
 
-@pytest.fixture
-def fresh_provider():
-    provider._reset_for_tests()
-    yield
-    provider._reset_for_tests()
-
-
-@pytest.fixture
-def zipkin():
-    stand_in = CollectorStandIn()
-    yield stand_in
-    stand_in.close()
-
-
 def zipkin_spans(
-    zipkin: CollectorStandIn, trace_info: TraceInfo | None, remote_parent: Any = None
+    collector: CollectorStandIn, trace_info: TraceInfo | None, remote_parent: Any = None
 ) -> dict[str, Any]:
     """Serve one request (a server span and a child) and return what Zipkin got, by name."""
     client = tracing_client_from_config(
         {
             "tracing.service_name": "marker-service",
             "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{zipkin.port}/api/v2/spans",
+            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
             "tracing.sample_rate": "100%",
         }
     )
@@ -64,7 +49,7 @@ def zipkin_spans(
         pass
     assert client.flush(10)
     spans = []
-    for _, _, body in zipkin.wait_for(1):
+    for _, _, body in collector.wait_for(1):
         payload = json.loads(body)
         jsonschema.validate(payload, SCHEMA)
         spans.extend(payload)
@@ -77,28 +62,30 @@ def zipkin_spans(
     return by_name
 
 
-def test_a_plain_sampled_trace_is_not_debug(zipkin, fresh_provider):
-    spans = zipkin_spans(zipkin, None)
+def test_a_plain_sampled_trace_is_not_debug(collector, fresh_provider):
+    spans = zipkin_spans(collector, None)
     for span in spans.values():
         assert "debug" not in span
         assert "shared" not in span
     assert "parentId" not in spans["handle"]
 
 
-def test_an_upstream_sampled_trace_is_not_debug(zipkin, fresh_provider):
-    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, True, None))
+def test_an_upstream_sampled_trace_is_not_debug(collector, fresh_provider):
+    spans = zipkin_spans(collector, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, True, None))
     assert not any("debug" in span for span in spans.values())
 
 
-def test_a_debug_flagged_trace_is_debug_on_every_span(zipkin, fresh_provider):
-    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, None, DEBUG_FLAG))
+def test_a_debug_flagged_trace_is_debug_on_every_span(collector, fresh_provider):
+    spans = zipkin_spans(collector, TraceInfo.from_upstream(0xABC, 0xDEF, 0x123, None, DEBUG_FLAG))
     assert spans["handle"]["debug"] is True
     assert spans["backend.call"]["debug"] is True
 
 
-def test_a_server_span_with_its_callers_span_id_is_shared(zipkin, fresh_provider):
+def test_a_server_span_with_its_callers_span_id_is_shared(collector, fresh_provider):
     trace_id, parent_id, span_id = 0x1234, 0x5678, 0x9ABC
-    spans = zipkin_spans(zipkin, TraceInfo.from_upstream(trace_id, parent_id, span_id, True, None))
+    spans = zipkin_spans(
+        collector, TraceInfo.from_upstream(trace_id, parent_id, span_id, True, None)
+    )
     server = spans["handle"]
     assert server["shared"] is True
     assert server["kind"] == "SERVER"
@@ -109,16 +96,16 @@ def test_a_server_span_with_its_callers_span_id_is_shared(zipkin, fresh_provider
     assert spans["backend.call"]["parentId"] == f"{span_id:016x}"
 
 
-def test_a_fresh_root_server_span_is_not_shared(zipkin, fresh_provider):
-    server = zipkin_spans(zipkin, None)["handle"]
+def test_a_fresh_root_server_span_is_not_shared(collector, fresh_provider):
+    server = zipkin_spans(collector, None)["handle"]
     assert server["kind"] == "SERVER"
     assert "shared" not in server
 
 
-def test_a_child_of_a_w3c_caller_is_not_shared(zipkin, fresh_provider):
+def test_a_child_of_a_w3c_caller_is_not_shared(collector, fresh_provider):
     caller = SpanContext(0xA1 << 64 | 0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(1))
     info = TraceInfo.from_upstream(0x1234, 0x5678, 0x9ABC, True, None)
-    server = zipkin_spans(zipkin, info, remote_parent=caller)["handle"]
+    server = zipkin_spans(collector, info, remote_parent=caller)["handle"]
     assert "shared" not in server
     assert server["parentId"] == f"{0x5678:016x}"
     assert server["traceId"] == f"{0xA1 << 64 | 0x1234:032x}"
