@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Iterator
 
+import posix_ipc
 import pytest
 
 from baseplate.testing import StatsdCapture, recorded_spans
@@ -102,6 +104,29 @@ def instrumented_redis(spans) -> Iterator[None]:
     instrumentor.instrument()
     yield
     instrumentor.uninstrument()
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A fresh ``/traces-<name>`` queue, small enough for the default system limits."""
+    name = f"bp-test-{uuid.uuid4().hex[:12]}"
+    queue = posix_ipc.MessageQueue(
+        f"/traces-{name}", flags=posix_ipc.O_CREX, max_messages=10, max_message_size=8192
+    )
+    yield name
+    queue.close()
+    queue.unlink()
+
+
+@pytest.fixture
+def redis_key(request) -> Iterator[str]:
+    """A Redis key for this test alone (on 127.0.0.1:6379), deleted after it."""
+    import redis
+
+    key = f"baseplate-tests:{request.node.name}"
+    yield key
+    with redis.Redis(host="127.0.0.1", port=6379) as cleaner:
+        cleaner.delete(key)
 
 
 @pytest.fixture

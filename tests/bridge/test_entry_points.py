@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import posix_ipc
@@ -32,18 +30,6 @@ from bridge.ids import MAX_ID, BaseplateIdGenerator
 from bridge.sampling import BaseplateSampler, sampler_from_argument
 
 VENV_BIN = Path(sys.executable).parent
-
-
-@pytest.fixture
-def queue_name() -> Iterator[str]:
-    """A fresh ``/traces-<name>`` queue, small enough for the default system limits."""
-    name = f"bp-ep-{uuid.uuid4().hex[:12]}"
-    queue = posix_ipc.MessageQueue(
-        f"/traces-{name}", flags=posix_ipc.O_CREX, max_messages=10, max_message_size=8192
-    )
-    yield name
-    queue.close()
-    queue.unlink()
 
 
 def read_records(queue_name: str, count: int) -> list[dict]:

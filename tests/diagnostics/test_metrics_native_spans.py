@@ -40,14 +40,6 @@ def redis_client(instrumented_redis) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def redis_key(request) -> Iterator[str]:
-    key = f"baseplate-tests:{request.node.name}"
-    yield key
-    with redis.Redis(host=REDIS_HOST, port=REDIS_PORT) as cleaner:
-        cleaner.delete(key)
-
-
-@pytest.fixture
 def tracer(spans) -> trace.Tracer:
     """A tracer of the test's provider, standing in for any instrumented library."""
     return trace.get_tracer("tests.native")

@@ -45,14 +45,6 @@ def redis_client(spans, instrumented_redis) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture
-def redis_key(request) -> Iterator[str]:
-    key = f"baseplate-tests:{request.node.name}"
-    yield key
-    with redis.Redis(host=REDIS_HOST, port=6379) as cleaner:
-        cleaner.delete(key)
-
-
 # -- Baseplate with metrics and a recording observer ---------------------------
 
 
