@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config, metrics
@@ -119,13 +120,13 @@ def tracing_client_from_config(
             "tracing": {
                 "service_name": config.String,
                 "endpoint": config.Optional(config.Endpoint),
-                "queue_name": config.Optional(config.String),
+                "queue_name": config.Optional(_span_queue_name),
                 "max_span_queue_size": config.Optional(
-                    config.Integer, default=tracing.DEFAULT_MAX_SPAN_QUEUE_SIZE
+                    config.at_least(1), default=tracing.DEFAULT_MAX_SPAN_QUEUE_SIZE
                 ),
                 "num_span_workers": config.Optional(config.Integer, default=5),
                 "span_batch_interval": config.Optional(
-                    config.Timespan, default=tracing.DEFAULT_SPAN_BATCH_INTERVAL
+                    _positive_timespan, default=tracing.DEFAULT_SPAN_BATCH_INTERVAL
                 ),
                 "num_conns": config.Optional(config.Integer, default=100),
                 "sample_rate": config.Optional(
@@ -167,6 +168,21 @@ def tracing_client_from_config(
         tail_errors=tracing_cfg.tail.errors,
         tail_slower_than=tracing_cfg.tail.slower_than,
     )
+
+
+def _span_queue_name(text: str) -> str:
+    """A name ``/traces-<name>`` can be made of: checked before anything is created."""
+    from bridge.export import span_queue_path
+
+    span_queue_path(text)
+    return text
+
+
+def _positive_timespan(text: str) -> timedelta:
+    span = config.Timespan(text)
+    if span <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return span
 
 
 def make_tracing_client(

@@ -27,10 +27,18 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeAlias
 
 import posix_ipc
+
+from bridge.posix_queues import (
+    MSG_MAX_PATH,
+    MSGSIZE_MAX_PATH,
+    checked_timeout,
+    explain_os_error,
+    name_problem,
+    read_limit,
+)
 
 __all__ = [
     "InvalidParametersError",
@@ -41,13 +49,6 @@ __all__ = [
     "TimedOutError",
     "main",
 ]
-
-#: Where Linux shows the largest ``max_messages`` an unprivileged process may ask for.
-MSG_MAX_PATH = Path("/proc/sys/fs/mqueue/msg_max")
-
-#: Where Linux shows the largest ``max_message_size`` an unprivileged process may ask for.
-MSGSIZE_MAX_PATH = Path("/proc/sys/fs/mqueue/msgsize_max")
-
 
 # One try at a transfer: takes the longest the kernel may block (None: for ever).
 _Attempt: TypeAlias = Callable[[float | None], Any]
@@ -113,13 +114,6 @@ class _WaitTimedOutError(Exception):
     """Raised by gevent when a wait for the queue's descriptor times out."""
 
 
-def _read_limit(path: Path) -> int | None:
-    try:
-        return int(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _explain_invalid_parameters(
     name: str, max_messages: int, max_message_size: int
 ) -> InvalidParametersError:
@@ -134,7 +128,7 @@ def _explain_invalid_parameters(
         (max_messages, "max_messages", MSG_MAX_PATH),
         (max_message_size, "max_message_size", MSGSIZE_MAX_PATH),
     ):
-        limit = _read_limit(path)
+        limit = read_limit(path)
         if limit is not None and value > limit:
             setting = "fs.mqueue." + path.name
             return InvalidParametersError(
@@ -150,11 +144,9 @@ def _explain_invalid_parameters(
 
 
 def _check_name(name: str) -> None:
-    if len(name) < 2 or not name.startswith("/") or "/" in name[1:]:
-        raise InvalidParametersError(
-            f"queue name {name!r} must be a slash followed by one or more characters,"
-            " none of which is a slash"
-        )
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidParametersError(f"queue name {name!r} {problem}")
 
 
 def _gevent_hub_in_use() -> bool:
@@ -221,18 +213,11 @@ class MessageQueue:
                 max_message_size=max_message_size,
             )
         except ValueError as exc:
-            if "too long" in str(exc):
-                raise InvalidParametersError(f"queue name {name!r} is too long") from exc
             raise _explain_invalid_parameters(name, max_messages, max_message_size) from exc
         except posix_ipc.PermissionsError as exc:
             raise MessageQueueError(f"no permission to open queue {name!r}: {exc}") from exc
         except OSError as exc:
-            # EMFILE: the per-user RLIMIT_MSGQUEUE (or the open file limit) is used up.
-            raise MessageQueueOSError(
-                f"cannot create queue {name!r}: {exc}. Either this user's space for"
-                " message queues (RLIMIT_MSGQUEUE, `ulimit -q`) is used up by other"
-                " queues, or the process has too many open files"
-            ) from exc
+            raise MessageQueueOSError(explain_os_error(name, exc)) from exc
         #: The name of the queue.
         self.name = name
         self._closed = False
@@ -265,9 +250,12 @@ class MessageQueue:
         """Read a message from the queue.
 
         :param timeout: If the queue is empty, the call will block up to
-            ``timeout`` seconds or forever if ``None``; ``0`` never blocks.
+            ``timeout`` seconds or forever if ``None`` (or ``inf``); ``0``
+            never blocks.
         :raises TimedOutError: The queue was empty for the allowed duration
             of the call.
+        :raises InvalidParametersError: ``timeout`` is NaN or longer than
+            :data:`bridge.posix_queues.MAX_TIMEOUT`.
         """
         message: bytes = self._transfer(lambda wait: self._queue.receive(wait)[0], timeout, False)
         return message
@@ -278,9 +266,12 @@ class MessageQueue:
         A :class:`str` is sent encoded as UTF-8.
 
         :param timeout: If the queue is full, the call will block up to
-            ``timeout`` seconds or forever if ``None``; ``0`` never blocks.
+            ``timeout`` seconds or forever if ``None`` (or ``inf``); ``0``
+            never blocks.
         :raises TimedOutError: The queue was full for the allowed duration of
             the call.
+        :raises InvalidParametersError: ``timeout`` is NaN or longer than
+            :data:`bridge.posix_queues.MAX_TIMEOUT`.
         :raises MessageTooLargeError: The message is longer than
             :attr:`max_message_size`.
         """
@@ -297,6 +288,10 @@ class MessageQueue:
         still empty (or full) when that runs out.
         """
         self._check_open()
+        try:
+            timeout = checked_timeout(timeout)
+        except ValueError as exc:
+            raise InvalidParametersError(str(exc)) from None
         state = "full" if for_writing else "empty"
         timed_out = f"queue {self.name!r} stayed {state} for {timeout} seconds"
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)

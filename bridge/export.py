@@ -35,6 +35,13 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from bridge.posix_queues import (
+    MSG_MAX_PATH,
+    MSGSIZE_MAX_PATH,
+    explain_os_error,
+    name_problem,
+    read_limit,
+)
 from bridge.span_copy import copy_span
 from bridge.zipkin_records import (
     DEBUG_ATTRIBUTE,
@@ -48,14 +55,19 @@ logger = logging.getLogger(__name__)
 #: What the sidecar queue asks for when it creates the queue (the original's sizes).
 QUEUE_MAX_MESSAGES = 102400
 QUEUE_MAX_MESSAGE_SIZE = 10000
-_MQUEUE_LIMITS = Path("/proc/sys/fs/mqueue")
 
 
-def _system_limit(name: str, requested: int) -> int:
-    try:
-        return min(requested, int((_MQUEUE_LIMITS / name).read_text()))
-    except (OSError, ValueError):
-        return requested
+def span_queue_path(name: str) -> str:
+    """The POSIX queue ``/traces-<name>`` that spans of queue ``name`` go to.
+
+    :raises ValueError: when the result can't name a queue (``name`` is
+        empty, holds a slash, or is too long).
+    """
+    path = f"/traces-{name}"
+    problem = name_problem(path) if name else "needs a non-empty queue name"
+    if problem is not None:
+        raise ValueError(f"the queue {path!r} {problem}")
+    return path
 
 
 def open_span_queue(name: str) -> posix_ipc.MessageQueue:
@@ -65,34 +77,50 @@ def open_span_queue(name: str) -> posix_ipc.MessageQueue:
     where the system's limits (``/proc/sys/fs/mqueue/msg_max`` and
     ``msgsize_max``) are lower, it gets the limits instead, with a warning,
     rather than failing the application's start.
+
+    :raises ValueError: for a name that can't name a queue.
+    :raises OSError: when the system refuses the queue; the message names
+        the limit that was hit.
     """
-    path = f"/traces-{name}"
+    path = span_queue_path(name)
 
     def open_queue(max_messages: int, max_message_size: int) -> posix_ipc.MessageQueue:
-        return posix_ipc.MessageQueue(
-            path,
-            flags=posix_ipc.O_CREAT,
-            max_messages=max_messages,
-            max_message_size=max_message_size,
-            write=True,
-            read=False,
-        )
+        try:
+            return posix_ipc.MessageQueue(
+                path,
+                flags=posix_ipc.O_CREAT,
+                max_messages=max_messages,
+                max_message_size=max_message_size,
+                write=True,
+                read=False,
+            )
+        except posix_ipc.PermissionsError as exc:
+            raise PermissionError(f"no permission to open queue {path!r}: {exc}") from exc
+        except OSError as exc:
+            raise OSError(exc.errno, explain_os_error(path, exc)) from exc
 
     try:
         return open_queue(QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
-    except (ValueError, posix_ipc.Error):
-        max_messages = _system_limit("msg_max", QUEUE_MAX_MESSAGES)
-        max_message_size = _system_limit("msgsize_max", QUEUE_MAX_MESSAGE_SIZE)
-        logger.warning(
-            "span queue %s created with %d messages of %d bytes: raise "
-            "/proc/sys/fs/mqueue/msg_max and msgsize_max for the usual %d x %d",
-            path,
-            max_messages,
-            max_message_size,
-            QUEUE_MAX_MESSAGES,
-            QUEUE_MAX_MESSAGE_SIZE,
-        )
-        return open_queue(max_messages, max_message_size)
+    except ValueError:
+        pass  # over the system's sizes: ask for what they allow
+    max_messages = _system_limit(MSG_MAX_PATH, QUEUE_MAX_MESSAGES)
+    max_message_size = _system_limit(MSGSIZE_MAX_PATH, QUEUE_MAX_MESSAGE_SIZE)
+    queue = open_queue(max_messages, max_message_size)
+    logger.warning(
+        "span queue %s created with %d messages of %d bytes: raise "
+        "/proc/sys/fs/mqueue/msg_max and msgsize_max for the usual %d x %d",
+        path,
+        max_messages,
+        max_message_size,
+        QUEUE_MAX_MESSAGES,
+        QUEUE_MAX_MESSAGE_SIZE,
+    )
+    return queue
+
+
+def _system_limit(path: Path, requested: int) -> int:
+    limit = read_limit(path)
+    return requested if limit is None else min(requested, limit)
 
 
 class _DropCounter:

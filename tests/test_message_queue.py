@@ -125,6 +125,38 @@ def test_negative_timeout_means_do_not_wait(make_queue):
         queue.get(timeout=-1)
 
 
+@pytest.mark.parametrize("timeout", [float("inf"), 1e17])
+def test_infinite_and_huge_timeouts_wait_for_the_message(make_queue, timeout):
+    queue = make_queue(max_messages=1)
+    received: list[bytes] = []
+    consumer = threading.Thread(target=lambda: received.append(queue.get(timeout=timeout)))
+    consumer.start()
+    time.sleep(0.05)
+    queue.put(b"wake up")
+    consumer.join(timeout=10)
+    assert received == [b"wake up"]
+
+    queue.put(b"full")
+    producer = threading.Thread(target=lambda: queue.put(b"second", timeout=timeout))
+    producer.start()
+    time.sleep(0.05)
+    assert queue.get(timeout=0) == b"full"
+    producer.join(timeout=10)
+    assert queue.get(timeout=0) == b"second"
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), 1e19, float("1e300")])
+def test_nan_and_overlong_timeouts_are_refused(make_queue, timeout):
+    queue = make_queue(max_messages=1)
+    with pytest.raises(InvalidParametersError, match="timeout") as info:
+        queue.get(timeout=timeout)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(InvalidParametersError, match="timeout"):
+        queue.put(b"x", timeout=timeout)
+    with pytest.raises(TimedOutError):  # the refused put sent nothing
+        queue.get(timeout=0)
+
+
 def test_blocking_get_in_a_thread_wakes_up_on_put(make_queue):
     # A thread that never used gevent blocks in the kernel, not in a hub.
     queue = make_queue()

@@ -122,6 +122,11 @@ class TracingClient:
     ) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, not {sample_rate!r}")
+        # Checked now: the batching processor is only made on the first request.
+        if max_span_queue_size < 1:
+            raise ValueError(f"max_span_queue_size must be at least 1, not {max_span_queue_size}")
+        if span_batch_interval <= timedelta(0):
+            raise ValueError(f"span_batch_interval must be positive, not {span_batch_interval}")
         #: Where the spans of the Baseplate this client is configured on go.
         self.route = ExportRoute(root_ratio=sample_rate)
         self.service_name = service_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -161,12 +162,55 @@ def test_unconfigured_client_can_discard_silently(fresh_provider, caplog):
         ({"tracing.service_name": "s", "tracing.exporter": "kafka"}, "tracing.exporter"),
         ({"tracing.service_name": "s", "tracing.tail.slower_than": "soon"}, "tracing.tail"),
         ({"tracing.service_name": "s", "tracing.endpoint": "nohost"}, "tracing.endpoint"),
+        # Numbers the batch processor would refuse on the first request.
+        ({"tracing.service_name": "s", "tracing.max_span_queue_size": "0"}, "tracing.max_span"),
+        ({"tracing.service_name": "s", "tracing.max_span_queue_size": "-5"}, "tracing.max_span"),
+        (
+            {"tracing.service_name": "s", "tracing.span_batch_interval": "0 seconds"},
+            "tracing.span_batch_interval",
+        ),
+        # A name no queue can have: refused before anything is created.
+        ({"tracing.service_name": "s", "tracing.queue_name": "a/b"}, "tracing.queue_name"),
+        ({"tracing.service_name": "s", "tracing.queue_name": "x" * 300}, "tracing.queue_name"),
     ],
 )
-def test_bad_configuration_names_the_key(raw, key):
+def test_bad_configuration_names_the_key(raw, key, caplog):
     with pytest.raises(ConfigurationError) as info:
         tracing_client_from_config(raw)
     assert info.value.key.startswith(key)
+    assert "\n" not in str(info.value)
+    assert not [record for record in caplog.records if "created" in record.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_span_queue_size": 0},
+        {"span_batch_interval": timedelta(0)},
+        {"span_batch_interval": timedelta(seconds=-1)},
+    ],
+)
+def test_tracing_client_refuses_numbers_the_batch_processor_would(kwargs):
+    with pytest.raises(ValueError, match="must be"):
+        TracingClient("svc", 1.0, NullRecorder(), **kwargs)
+
+
+def test_span_queue_over_the_users_queue_space_names_the_limit(queue_name):
+    """RLIMIT_MSGQUEUE used up: the error says so, not "too many open files"."""
+    script = f"""
+import resource
+from bridge.export import open_span_queue
+resource.setrlimit(resource.RLIMIT_MSGQUEUE, (0, 0))
+try:
+    open_span_queue({queue_name + "-fresh"!r})
+except OSError as exc:
+    print(exc)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "RLIMIT_MSGQUEUE" in done.stdout, done.stdout + done.stderr
+    assert "created" not in done.stderr
 
 
 def test_exporter_without_its_endpoint_is_an_error():
