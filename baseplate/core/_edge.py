@@ -24,6 +24,8 @@ from thrift.transport.TTransport import TMemoryBuffer
 from baseplate.thrift import ttypes as _generated_ttypes
 
 if TYPE_CHECKING:
+    from jwt.types import Options  # a TypedDict from PyJWT 2.10 on; only for types
+
     from baseplate.secrets import SecretsStore
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,11 @@ class InvalidAuthenticationToken(AuthenticationToken):
 
 _INVALID_TOKEN = InvalidAuthenticationToken()
 
+#: Every token must say when it expires: one without ``exp`` would be valid
+#: for ever. An anonymous user's token has a null subject, which PyJWT 2.10
+#: and newer would reject, so ``subject`` checks the type instead.
+_DECODE_OPTIONS: Options = {"require": ["exp"], "verify_sub": False}
+
 
 class AuthenticationTokenValidator:
     """Verifies authentication tokens against the public keys in the secrets store.
@@ -128,7 +135,7 @@ class AuthenticationTokenValidator:
     previous, next) is tried, so keys can rotate; the first that verifies
     the signature wins. Only RS256 is accepted: ``none`` and HMAC tokens
     (even one keyed with the public key) are invalid. An expired token is
-    invalid.
+    invalid, and so is a token without an expiry (``exp``).
 
     Errors of the secrets store itself (the secret is missing, the file
     cannot be read) are raised: they are configuration problems, and
@@ -147,11 +154,7 @@ class AuthenticationTokenValidator:
         keys = self.secrets.get_versioned(AUTHENTICATION_PUBLIC_KEY_SECRET)
         for key in keys.all_versions:
             try:
-                # An anonymous user's token has a null subject; PyJWT 2.10 and
-                # newer would reject it, so ``subject`` checks the type instead.
-                claims = jwt.decode(
-                    token, key, algorithms=_ALGORITHMS, options={"verify_sub": False}
-                )
+                claims = jwt.decode(token, key, algorithms=_ALGORITHMS, options=_DECODE_OPTIONS)
             except (jwt.InvalidSignatureError, jwt.InvalidKeyError):
                 continue  # maybe the next version signed it
             except jwt.InvalidTokenError as exc:

@@ -221,6 +221,18 @@ def test_expired_token_under_a_rotated_key_is_invalid(tmp_path):
         _ = context.user.id
 
 
+def test_token_without_an_expiry_is_invalid(tmp_path):
+    """A validly signed token with no ``exp`` would never expire: refused."""
+    private, public_pem = new_key_pair()
+    factory = EdgeRequestContextFactory(write_secrets(tmp_path / "s.json", {"current": public_pem}))
+    context = factory.new(authentication_token=sign(private, sub="t2_forever"))
+    assert not context.user.is_logged_in
+    with pytest.raises(NoAuthenticationError):
+        _ = context.user.id
+    with_expiry = factory.new(authentication_token=sign(private, sub="t2_forever", exp=FAR_FUTURE))
+    assert with_expiry.user.id == "t2_forever"
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
