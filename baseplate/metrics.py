@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Protocol
@@ -66,6 +67,11 @@ class SocketTransport:
     :attr:`dropped_datagrams`; each kind of failure is logged at warning level
     the first time and at debug level after that, so a dead statsd does not
     flood the application log.
+
+    A host name is resolved when the transport is made (at start-up) and,
+    when that failed, again in a background thread: a request that sends a
+    metric never waits for DNS. The last address that resolved is kept and
+    reconnected to.
     """
 
     def __init__(self, endpoint: EndpointConfiguration) -> None:
@@ -75,12 +81,44 @@ class SocketTransport:
         self._socket: socket.socket | None = None
         self._next_connect_attempt = 0.0
         self._reported_failures: set[str] = set()
-        self._connect()
+        self._resolving = threading.Lock()
+        self._address = self._resolve()
+        if self._address is not None:
+            self._connect(self._address)
 
-    def _connect(self) -> None:
+    def _resolve(self) -> tuple[str, int] | str | None:
+        """The endpoint as an address to connect to without a name lookup, or None."""
+        address = self.endpoint.address
+        if isinstance(address, str):
+            return address  # a Unix socket path
+        host, port = address
+        try:
+            found = socket.getaddrinfo(host, port, self.endpoint.family, socket.SOCK_DGRAM)
+        except OSError as exc:
+            self._report_failure(f"cannot resolve {host}", exc)
+            return None
+        resolved: tuple[str, int] = found[0][4][:2]
+        return resolved
+
+    def _resolve_in_background(self) -> None:
+        """Look the host up again off the caller's path; the next send connects."""
+        if not self._resolving.acquire(blocking=False):
+            return  # already looking it up
+
+        def resolve() -> None:
+            try:
+                address = self._resolve()
+                if address is not None:
+                    self._address = address
+            finally:
+                self._resolving.release()
+
+        threading.Thread(target=resolve, name="statsd-resolver", daemon=True).start()
+
+    def _connect(self, address: tuple[str, int] | str) -> None:
         sock = socket.socket(self.endpoint.family, socket.SOCK_DGRAM)
         try:
-            sock.connect(self.endpoint.address)
+            sock.connect(address)
         except OSError as exc:
             sock.close()
             self._next_connect_attempt = time.monotonic() + RECONNECT_INTERVAL_SECONDS
@@ -92,15 +130,24 @@ class SocketTransport:
     def send(self, serialized_metric: bytes) -> None:
         """Send the payload as a single datagram, or count it as dropped."""
         if self._socket is None and time.monotonic() >= self._next_connect_attempt:
-            self._connect()
-        if self._socket is None:
+            self._reconnect()
+        sock = self._socket
+        if sock is None:
             self.dropped_datagrams += 1
             return
         try:
-            self._socket.send(serialized_metric)
+            sock.send(serialized_metric)
         except OSError as exc:
             self.dropped_datagrams += 1
             self._report_failure(f"dropped a {len(serialized_metric)}-byte datagram", exc)
+
+    def _reconnect(self) -> None:
+        address = self._address
+        if address is None:
+            self._next_connect_attempt = time.monotonic() + RECONNECT_INTERVAL_SECONDS
+            self._resolve_in_background()
+            return
+        self._connect(address)
 
     def _report_failure(self, what: str, exc: OSError) -> None:
         kind = f"{what.split(' ', 1)[0]}:{type(exc).__name__}:{exc.errno}"

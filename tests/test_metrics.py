@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
@@ -280,6 +281,39 @@ def test_missing_unix_socket_reconnects_once_it_exists(tmp_path, monkeypatch):
         assert receiver.recv(1024) == b"svc.arrives:1|c"
     finally:
         receiver.close()
+
+
+def test_a_slow_name_lookup_never_holds_up_a_send(statsd, monkeypatch):
+    """statsd named by host, DNS down at start and slow later: sends never wait for it."""
+    monkeypatch.setattr(metrics, "RECONNECT_INTERVAL_SECONDS", 0.0)
+    host, port = statsd.endpoint.rsplit(":", 1)
+    lookups: list[float] = []
+
+    def dns(name, *args, **kwargs):
+        lookups.append(time.monotonic())
+        if len(lookups) == 1:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        time.sleep(1.0)  # answers, but slowly
+        return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", (host, int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    endpoint = EndpointConfiguration(socket.AF_INET, ("statsd.internal", int(port)))
+    client = metrics.make_client("svc", endpoint)
+    slowest = 0.0
+    arrived: list[bytes] = []
+    deadline = time.monotonic() + 10
+    while not arrived and time.monotonic() < deadline:
+        started = time.monotonic()
+        client.counter("late").increment()
+        slowest = max(slowest, time.monotonic() - started)
+        time.sleep(0.05)
+        arrived = statsd.received()
+    assert arrived == [b"svc.late:1|c"]
+    assert slowest < 0.5, f"a send waited {slowest:.2f} s for DNS"
+    assert client.transport.dropped_datagrams >= 1  # sent while the name was unknown
+    assert len(lookups) == 2  # one failed lookup at start, one in the background
+    client.counter("kept").increment()
+    assert b"svc.kept:1|c" in statsd.received()
 
 
 def test_reconnect_waits_for_the_interval(tmp_path):
