@@ -1,0 +1,1 @@
+"""Faults and bad inputs against real ``baseplate-serve`` processes, on loopback only."""
