@@ -20,7 +20,10 @@ once); idle connections are closed straight away.
 
 A connection that sends a malformed or oversized frame (more than
 ``max_frame_size`` bytes, by default Thrift's 16 MB), or that disconnects in
-the middle of a call, is closed; other connections are not affected.
+the middle of a call, is closed; other connections are not affected. A
+malformed call is the client's fault and is logged at INFO, in one line; an
+error after the call was read (answering it) is a bug of the server's and is
+logged at ERROR with its traceback.
 
 .. versionadded:: 0.31
    The ``max_frame_size`` option.
@@ -30,11 +33,13 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
 from gevent.server import StreamServer
-from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
+from thrift.protocol.THeaderProtocol import THeaderProtocol
 from thrift.Thrift import TException
 from thrift.transport.THeaderTransport import THeaderClientType
 from thrift.transport.TTransport import (
@@ -52,6 +57,7 @@ from baseplate.server._graceful import (
     make_pool,
 )
 from baseplate.server._options import parse_server_config, positive_integer
+from baseplate.server._theader_guard import GuardedHeaderTransport, missing_hooks
 
 __all__ = ["ALLOWED_CLIENT_TYPES", "make_server"]
 
@@ -67,6 +73,10 @@ ALLOWED_CLIENT_TYPES = (
 """The client dialects the server accepts: THeader and what it can detect."""
 
 
+class _ClientSocketError(TTransportException):  # type: ignore[misc]  # thrift is untyped
+    """The client's socket closed or failed: the client's doing, not a bug of ours."""
+
+
 class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyped
     """A Thrift transport over a connected (gevent) socket."""
 
@@ -80,22 +90,42 @@ class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyp
         try:
             data = self.sock.recv(sz)
         except OSError as exc:
-            raise TTransportException(TTransportException.UNKNOWN, str(exc)) from exc
+            raise _ClientSocketError(TTransportException.UNKNOWN, str(exc)) from exc
         if not data:
-            raise TTransportException(TTransportException.END_OF_FILE, "client disconnected")
+            raise _ClientSocketError(TTransportException.END_OF_FILE, "client disconnected")
         return data
 
     def write(self, buf: bytes) -> None:
         try:
             self.sock.sendall(buf)
         except OSError as exc:
-            raise TTransportException(TTransportException.UNKNOWN, str(exc)) from exc
+            raise _ClientSocketError(TTransportException.UNKNOWN, str(exc)) from exc
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _ServerProtocol(THeaderProtocol):  # type: ignore[misc]  # thrift is untyped
+    """The server's protocol: guarded THeader parsing, and it knows when a call is read.
+
+    Whether the call was read tells a client's garbage (an error while
+    reading: the client's fault, logged at INFO) from a bug of the server's
+    (an error later, while handling or answering: logged at ERROR).
+    """
+
+    def __init__(self, transport: _SocketTransport, max_frame_size: int) -> None:
+        header_transport = GuardedHeaderTransport(transport, ALLOWED_CLIENT_TYPES)
+        header_transport.set_max_frame_size(max_frame_size)
+        super().__init__(header_transport, ALLOWED_CLIENT_TYPES)
+        self.call_read = False
+
+    def readMessageEnd(self) -> Any:  # noqa: N802 - the Thrift protocol interface
+        result = super().readMessageEnd()
+        self.call_read = True
+        return result
 
 
 class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent is untyped
@@ -118,28 +148,26 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         self.handler_pool = make_pool(max_concurrency)
         self.graceful_stop_timeout = stop_timeout
         self.max_frame_size = max_frame_size
-        self.protocol_factory = THeaderProtocolFactory(allowed_client_types=ALLOWED_CLIENT_TYPES)
+        for hook in missing_hooks():
+            logger.warning(
+                "the installed thrift has no %s: THeader frames are parsed without"
+                " bounds on their header counts",
+                hook,
+            )
         super().__init__(listener, self.handle_connection, spawn=self.handler_pool)
 
     def handle_connection(self, sock: socket.socket, address: Any) -> None:
         """Serve calls on one connection until the client leaves or errs."""
         transport = _SocketTransport(sock)
-        protocol = self.protocol_factory.getProtocol(transport)
-        protocol.trans.set_max_frame_size(self.max_frame_size)
+        protocol = _ServerProtocol(transport, self.max_frame_size)
         try:
             while self._wait_for_call(sock):
+                protocol.call_read = False
                 self.processor.process(protocol, protocol)
                 if self.tracker.stopping:
                     break
-        except TTransportException as exc:
-            if exc.type == TTransportException.END_OF_FILE:
-                logger.debug("client %s disconnected in the middle of a call", address)
-            else:
-                logger.info("closing the connection from %s: %s", address, exc)
-        except (TException, EOFError, ValueError, OSError) as exc:
-            logger.info("closing the connection from %s: malformed request: %r", address, exc)
-        except Exception:
-            logger.exception("closing the connection from %s after an unexpected error", address)
+        except Exception as exc:
+            _log_closing(address, exc, reading=not protocol.call_read)
         finally:
             sock.close()
 
@@ -150,6 +178,48 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
                 return bool(sock.recv(1, socket.MSG_PEEK))
         except (ServerStoppingError, OSError):
             return False
+
+
+_PROTOCOL_ERRORS = (
+    TException,
+    EOFError,  # a frame that ends before what it announces
+    ValueError,  # negative lengths, UnicodeDecodeError
+    OverflowError,  # lengths beyond what Python can index
+    TypeError,  # Thrift's C decoder on an unknown field type
+    struct.error,  # frames too short for their fixed fields
+    zlib.error,  # a zlib transform over bytes that are not zlib
+)
+"""What Thrift's decoding raises on bytes that are not a valid call.
+
+Raised while a call is read, these are the client's garbage; raised later
+(answering), they are bugs of the server's.
+"""
+
+
+def _log_closing(address: Any, exc: Exception, *, reading: bool) -> None:
+    """Log why a connection is closed: a client's doing at INFO or below, a bug at ERROR."""
+    if isinstance(exc, _ClientSocketError):
+        if exc.type == TTransportException.END_OF_FILE:
+            logger.debug("client %s disconnected in the middle of a call", address)
+        else:
+            logger.info("closing the connection from %s: %s", address, exc)
+    elif reading and isinstance(exc, _PROTOCOL_ERRORS):
+        logger.info(
+            "closing the connection from %s: malformed request: %s", address, _describe(exc)
+        )
+    else:
+        logger.error(
+            "closing the connection from %s after an unexpected error", address, exc_info=exc
+        )
+
+
+def _describe(exc: Exception) -> str:
+    """``module.Class: message`` in one line, so that ``struct.error`` is not just ``error``."""
+    cls = type(exc)
+    name = cls.__qualname__
+    if cls.__module__ != "builtins":
+        name = f"{cls.__module__.rpartition('.')[2]}.{name}"
+    return f"{name}: {exc}"
 
 
 def _frame_size(text: str) -> int:
