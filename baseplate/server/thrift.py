@@ -25,8 +25,13 @@ malformed call is the client's fault and is logged at INFO, in one line; an
 error after the call was read (answering it) is a bug of the server's and is
 logged at ERROR with its traceback.
 
+A client must send the rest of a call within ``read_timeout`` seconds of its
+first byte (default 10), and may keep a connection idle between calls for
+``idle_timeout`` seconds (default 600); 0 turns either off. The
+documentation of ``baseplate-serve`` says why the defaults are what they are.
+
 .. versionadded:: 0.31
-   The ``max_frame_size`` option.
+   The ``max_frame_size``, ``read_timeout`` and ``idle_timeout`` options.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -56,7 +62,7 @@ from baseplate.server._graceful import (
     ServerStoppingError,
     make_pool,
 )
-from baseplate.server._options import parse_server_config, positive_integer
+from baseplate.server._options import parse_server_config, positive_integer, seconds
 from baseplate.server._theader_guard import GuardedHeaderTransport, missing_hooks
 
 __all__ = ["ALLOWED_CLIENT_TYPES", "make_server"]
@@ -72,31 +78,74 @@ ALLOWED_CLIENT_TYPES = (
 )
 """The client dialects the server accepts: THeader and what it can detect."""
 
+DEFAULT_READ_TIMEOUT = 10.0
+"""Seconds a client may take to send the rest of a call once it sent its first byte."""
+
+DEFAULT_IDLE_TIMEOUT = 600.0
+"""Seconds a connection may wait between calls; longer than Baseplate's pools keep one."""
+
 
 class _ClientSocketError(TTransportException):  # type: ignore[misc]  # thrift is untyped
-    """The client's socket closed or failed: the client's doing, not a bug of ours."""
+    """The client's socket closed, failed or timed out: the client's doing, not a bug of ours."""
 
 
 class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyped
-    """A Thrift transport over a connected (gevent) socket."""
+    """A Thrift transport over a connected (gevent) socket.
+
+    Reads must finish by ``deadline`` (a :func:`time.monotonic` time), when
+    set, so that a client cannot hold its connection, and its slot of
+    ``max_concurrency``, by sending part of a call and then nothing.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.read_timeout: float | None = None
+        self.deadline: float | None = None
+
+    def start_call(self, read_timeout: float | None) -> None:
+        """The first byte of a call has come: the rest must come within ``read_timeout``."""
+        self.read_timeout = read_timeout
+        self.deadline = None if read_timeout is None else time.monotonic() + read_timeout
 
     def isOpen(self) -> bool:  # noqa: N802 - the Thrift transport interface
         return self.sock.fileno() >= 0
 
+    def _time_left(self) -> float | None:
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.monotonic()
+        if left <= 0:  # a timeout of 0 would make recv non-blocking, not time out
+            raise TimeoutError
+        return left
+
     def read(self, sz: int) -> bytes:
         try:
+            self.sock.settimeout(self._time_left())
             data = self.sock.recv(sz)
+        except TimeoutError:
+            raise _ClientSocketError(
+                TTransportException.TIMED_OUT,
+                f"the call was not complete within read_timeout ({self.read_timeout:g}s)",
+            ) from None
         except OSError as exc:
             raise _ClientSocketError(TTransportException.UNKNOWN, str(exc)) from exc
         if not data:
             raise _ClientSocketError(TTransportException.END_OF_FILE, "client disconnected")
         return data
 
+    def readAll(self, sz: int) -> bytes:  # noqa: N802 - the Thrift transport interface
+        """Read exactly ``sz`` bytes, in linear time (Thrift's own concatenates, quadratically)."""
+        chunks = []
+        left = sz
+        while left > 0:
+            chunk = self.read(left)
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
     def write(self, buf: bytes) -> None:
         try:
+            self.sock.settimeout(None)
             self.sock.sendall(buf)
         except OSError as exc:
             raise _ClientSocketError(TTransportException.UNKNOWN, str(exc)) from exc
@@ -142,12 +191,16 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         max_concurrency: int | None = None,
         stop_timeout: float = 0.0,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     ) -> None:
         self.processor = processor
         self.tracker = ConnectionTracker()
         self.handler_pool = make_pool(max_concurrency)
         self.graceful_stop_timeout = stop_timeout
         self.max_frame_size = max_frame_size
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
         for hook in missing_hooks():
             logger.warning(
                 "the installed thrift has no %s: THeader frames are parsed without"
@@ -157,11 +210,12 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         super().__init__(listener, self.handle_connection, spawn=self.handler_pool)
 
     def handle_connection(self, sock: socket.socket, address: Any) -> None:
-        """Serve calls on one connection until the client leaves or errs."""
+        """Serve calls on one connection until the client leaves, errs or idles too long."""
         transport = _SocketTransport(sock)
         protocol = _ServerProtocol(transport, self.max_frame_size)
         try:
-            while self._wait_for_call(sock):
+            while self._wait_for_call(sock, address):
+                transport.start_call(self.read_timeout)
                 protocol.call_read = False
                 self.processor.process(protocol, protocol)
                 if self.tracker.stopping:
@@ -171,11 +225,15 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         finally:
             sock.close()
 
-    def _wait_for_call(self, sock: socket.socket) -> bool:
-        """Wait, idle, for the first byte of the next call; False if the client left."""
+    def _wait_for_call(self, sock: socket.socket, address: Any) -> bool:
+        """Wait, idle, for the first byte of the next call; False if the client left or idled."""
         try:
             with self.tracker.idle():
+                sock.settimeout(self.idle_timeout)
                 return bool(sock.recv(1, socket.MSG_PEEK))
+        except TimeoutError:
+            logger.debug("closing the connection from %s: idle for %ss", address, self.idle_timeout)
+            return False
         except (ServerStoppingError, OSError):
             return False
 
@@ -229,6 +287,11 @@ def _frame_size(text: str) -> int:
     return value
 
 
+def _timeout(text: str) -> float | None:
+    """A timeout in seconds or as a timespan, where 0 means none."""
+    return seconds(text) or None
+
+
 def make_server(
     server_config: Mapping[str, str], listener: socket.socket, app: Any
 ) -> ThriftServer:
@@ -242,7 +305,11 @@ def make_server(
         raise TypeError(f"the application must be a Thrift processor, not {type(app).__name__}")
     cfg = parse_server_config(
         server_config,
-        {"max_frame_size": config.Optional(_frame_size, default=DEFAULT_MAX_FRAME_SIZE)},
+        {
+            "max_frame_size": config.Optional(_frame_size, default=DEFAULT_MAX_FRAME_SIZE),
+            "read_timeout": config.Optional(_timeout, default=DEFAULT_READ_TIMEOUT),
+            "idle_timeout": config.Optional(_timeout, default=DEFAULT_IDLE_TIMEOUT),
+        },
     )
     return ThriftServer(
         listener,
@@ -250,4 +317,6 @@ def make_server(
         max_concurrency=cfg.max_concurrency,
         stop_timeout=cfg.stop_timeout,
         max_frame_size=cfg.max_frame_size,
+        read_timeout=cfg.read_timeout,
+        idle_timeout=cfg.idle_timeout,
     )

@@ -107,6 +107,73 @@ def test_a_header_count_bomb_does_not_stall_other_connections(echo, start):
     assert "Traceback" not in server.output
 
 
+STALLS = [
+    pytest.param(b"\x00\x00", "read_timeout = 1\nidle_timeout = 0", id="two bytes of a length"),
+    pytest.param(
+        framed(echo_call(text_field(b"never finished")))[:20],
+        "read_timeout = 1\nidle_timeout = 0",
+        id="half a framed call",
+    ),
+    pytest.param(
+        echo_call(text_field(b"never finished"))[:10],
+        "read_timeout = 1\nidle_timeout = 0",
+        id="half an unframed call",
+    ),
+    pytest.param(b"", "read_timeout = 0\nidle_timeout = 1", id="connected and silent"),
+]
+
+
+@pytest.mark.parametrize(("stall", "timeouts"), STALLS)
+def test_stalled_clients_do_not_hold_a_full_server(echo, start, stall, timeouts):
+    server = start(extra=f"max_concurrency = 4\n{timeouts}")
+    address = server.address()
+    stalled = [raw_connection(address) for _ in range(4)]
+    try:
+        for sock in stalled:
+            sock.sendall(stall)
+        started = time.monotonic()
+        # the fifth client waits for a slot, which a timeout frees
+        with client(echo, address, timeout_ms=8_000) as fifth:
+            assert fifth.echo("served") == "served"
+        waited = time.monotonic() - started
+        assert 0.5 < waited < 1 + PROMPT
+        for sock in stalled:
+            assert_closed_by_server(sock)
+    finally:
+        for sock in stalled:
+            sock.close()
+    timed_out = lines_matching(server, r"INFO .* not complete within read_timeout \(1s\)")
+    assert len(timed_out) == (4 if stall else 0)
+    assert "Traceback" not in server.output
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One framed answer from the server."""
+    data = b""
+    while len(data) < 4 or len(data) < 4 + struct.unpack("!i", data[:4])[0]:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    return data[4:]
+
+
+def test_timeouts_leave_slow_but_live_clients_alone(echo, start):
+    server = start(extra="read_timeout = 1\nidle_timeout = 3")
+    address = server.address()
+    with client(echo, address) as keep_alive:
+        assert keep_alive.echo("first") == "first"
+        time.sleep(1.5)  # idle for longer than read_timeout: only idle_timeout applies
+        assert keep_alive.echo("second") == "second"
+    with raw_connection(address) as sock:
+        for text in (b"one piece", b"another piece"):  # 1.2 s in all: read_timeout is per call
+            call = framed(echo_call(text_field(text)))
+            sock.sendall(call[:7])
+            time.sleep(0.6)
+            sock.sendall(call[7:])
+            assert text in read_frame(sock)
+    assert "Traceback" not in server.output
+
+
 GARBAGE = [
     ("a frame too short for a version", framed(b"\xab\xcd"), "struct.error"),
     ("a negative frame length", struct.pack("!i", -8) + b"\x00" * 8, "struct.error"),
