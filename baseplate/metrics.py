@@ -97,8 +97,8 @@ class SocketTransport:
         except OSError as exc:
             self._report_failure(f"cannot resolve {host}", exc)
             return None
-        address = found[0][4]
-        return (str(address[0]), int(address[1]))
+        first = found[0][4]
+        return (str(first[0]), int(first[1]))
 
     def _resolve_in_background(self) -> None:
         """Look the host up again off the caller's path; the next send connects."""
