@@ -35,6 +35,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from bridge.failures import FailureLog, one_line
 from bridge.posix_queues import (
     MSG_MAX_PATH,
     MSGSIZE_MAX_PATH,
@@ -124,21 +125,23 @@ def _system_limit(path: Path, requested: int) -> int:
 
 
 class _DropCounter:
-    """Counts dropped spans, logging the first drop of each kind at warning level."""
+    """Counts dropped spans; reports them by :class:`~bridge.failures.FailureLog`'s policy.
+
+    The first drop of each kind is logged at warning level, the rest at
+    debug level with a count: a sidecar that is not running fills the queue
+    on every request, and one line says so.
+    """
 
     def __init__(self) -> None:
         self.dropped_spans = 0
         self._lock = threading.Lock()
-        self._warned: set[str] = set()
+        self._failures = FailureLog(logger)
 
-    def drop(self, count: int, why: str) -> None:
+    def drop(self, count: int, why: str, kind: str | None = None) -> None:
+        """Count ``count`` spans dropped because ``why``; ``kind`` (default ``why``) groups them."""
         with self._lock:
             self.dropped_spans += count
-            first = why not in self._warned
-            self._warned.add(why)
-        logger.log(
-            logging.WARNING if first else logging.DEBUG, "dropped %d span(s): %s", count, why
-        )
+        self._failures.report(kind or why, f"dropped {count} span(s): {why}")
 
 
 def _unlocked_sender(queue: posix_ipc.MessageQueue) -> Callable[[bytes], int]:
@@ -309,7 +312,11 @@ class ZipkinV1HttpSpanExporter(SpanExporter):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 response.read()
         except (urllib.error.URLError, OSError) as exc:
-            self._drops.drop(len(spans), f"posting to {self.url} failed: {exc}")
+            self._drops.drop(
+                len(spans),
+                f"posting to {self.url} failed: {one_line(str(exc))}",
+                kind=f"post: {type(exc).__name__}",
+            )
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
