@@ -8,10 +8,17 @@ with the bridge's id generator and sampler is installed as the global one.
 Either way there is never a second provider. Nothing is created at import
 time: the provider is made on first use, so a server that forks workers
 builds it in each worker.
+
+The provider is shut down with the process's other telemetry, within the
+deadline of :mod:`bridge.shutdown` (what is left of ``baseplate-serve``'s
+stop timeout, or :data:`~bridge.shutdown.EXIT_TIMEOUT` at interpreter exit),
+not by OpenTelemetry's own exit hook, which waits as long as the exporters'
+timeouts and retries add up to.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 
@@ -19,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
+from bridge import shutdown
 from bridge.app_provider import RequestAwareIdGenerator, wrap_provider
 from bridge.ids import BaseplateIdGenerator
 from bridge.processor import OwnerNotifyingSpanProcessor
@@ -136,6 +144,7 @@ def _install() -> TracerProvider:
             sampler=BaseplateSampler(),
             id_generator=BaseplateIdGenerator(),
             resource=resource,
+            shutdown_on_exit=False,  # shutdown_provider does it, within the deadline
         )
         trace.set_tracer_provider(provider)
     provider.add_span_processor(OwnerNotifyingSpanProcessor())
@@ -143,7 +152,23 @@ def _install() -> TracerProvider:
         provider.id_generator, (BaseplateIdGenerator, RequestAwareIdGenerator)
     )
     _provider = provider
+    shutdown.add_hook(shutdown_provider)
     return provider
+
+
+def shutdown_provider() -> None:
+    """Shut the process's provider down: its processors send what waits, and stop.
+
+    The :mod:`bridge.shutdown` hook of the provider. The routes' processors
+    give up at the deadline (:class:`bridge.batching.BatchExportSpanProcessor`).
+    An application's own provider is shut down here too, and its exit hook
+    forgotten, so that the process does not wait on it a second time at exit.
+    """
+    provider = _provider
+    if provider is None:
+        return
+    atexit.unregister(provider.shutdown)
+    provider.shutdown()
 
 
 def _wrap_application_provider(provider: TracerProvider) -> None:
@@ -160,6 +185,7 @@ def _wrap_application_provider(provider: TracerProvider) -> None:
 def _reset_for_tests() -> None:
     """Forget the provider and let a new global one be installed (tests only)."""
     global _provider, _tracer, _service_name, _router, keeps_requested_ids  # noqa: PLW0603
+    shutdown.remove_hook(shutdown_provider)
     with _lock:
         _service_name = None
         _router = None

@@ -40,10 +40,11 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace import SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from bridge import provider
+from bridge.batching import BatchExportSpanProcessor
 from bridge.export import (
     LoggingSpanExporter,
     PosixQueueSpanExporter,
@@ -136,6 +137,8 @@ class TracingClient:
         self.tail_errors = tail_errors
         self.tail_slower_than = tail_slower_than
         self.processor: SpanProcessor | None = None
+        #: The batching processor in front of the exporter, once installed.
+        self.batch_processor: BatchExportSpanProcessor | None = None
         self._install_lock = threading.Lock()
         provider.set_service_name(service_name)
 
@@ -171,11 +174,12 @@ class TracingClient:
             self.processor = _NO_PROCESSOR
             provider.add_route(self.route)
             return
-        processor: SpanProcessor = BatchSpanProcessor(
+        self.batch_processor = BatchExportSpanProcessor(
             self.recorder,
             max_queue_size=self.max_span_queue_size,
-            schedule_delay_millis=self.span_batch_interval.total_seconds() * 1000,
+            schedule_delay_seconds=self.span_batch_interval.total_seconds(),
         )
+        processor: SpanProcessor = self.batch_processor
         if self.tail_errors or self.tail_slower_than is not None:
             processor = TailSamplingSpanProcessor(
                 processor,
@@ -192,11 +196,25 @@ class TracingClient:
     def flush(self, timeout_seconds: float = 30.0) -> bool:
         """Export what is waiting now; True if everything went out in time.
 
+        Returns after ``timeout_seconds`` at the latest, however long the
+        destination takes: the background thread goes on exporting.
+
         .. versionadded:: 0.31
         """
         if self.processor is None:
             return True
         return self.processor.force_flush(int(timeout_seconds * 1000))
+
+    @property
+    def dropped_spans(self) -> int:
+        """Sampled spans that were not exported: the export queue was full, the
+        destination failed or refused them, or they were still waiting when
+        the process shut down.
+
+        .. versionadded:: 0.31
+        """
+        dropped = self.batch_processor.dropped_spans if self.batch_processor else 0
+        return dropped + int(getattr(self.recorder, "dropped_spans", 0))
 
 
 class _NoProcessor(SpanProcessor):
