@@ -28,6 +28,8 @@ import logging
 import os
 import random
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -35,7 +37,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 
 try:
     import sentry_sdk
+    import urllib3
     from sentry_sdk.scope import Scope, use_isolation_scope, use_scope
+    from sentry_sdk.transport import HttpTransport
     from sentry_sdk.utils import event_from_exception
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -47,6 +51,8 @@ if TYPE_CHECKING:
 
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from baseplate.core._observers import ExcInfo
+from bridge import shutdown
+from bridge.failures import FailureLog, holding_records, one_line, pass_on_at_debug
 
 __all__ = ["SentryBaseplateObserver", "SentryClient", "make_client"]
 
@@ -70,7 +76,8 @@ _NOT_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
 _Method = TypeVar("_Method", bound="Callable[..., Any]")
-_failed_calls: set[str] = set()
+#: Failures of reporting calls and of sending to Sentry: each kind logged once.
+_failures = FailureLog(logger)
 
 
 def _never_raises(method: _Method) -> _Method:
@@ -86,9 +93,9 @@ def _never_raises(method: _Method) -> _Method:
             return method(*args, **kwargs)
         except Exception:
             name = method.__qualname__
-            level = logging.DEBUG if name in _failed_calls else logging.ERROR
-            _failed_calls.add(name)
-            logger.log(level, "%s failed; nothing was reported", name, exc_info=True)
+            _failures.report(
+                f"call: {name}", f"{name} failed; nothing was reported", exc_info=sys.exc_info()
+            )
             return None
 
     return cast("_Method", call)
@@ -451,6 +458,106 @@ class SentryServerSpanObserver(ServerSpanObserver):
             Scope.set_current_scope(previous_current)
 
 
+# -- sending, and the end of the process --------------------------------------------
+
+
+class _ReportingTransport(HttpTransport):
+    """sentry-sdk's HTTP transport, saying once, not per event, that Sentry can't be reached.
+
+    sentry-sdk's transport sends each envelope through urllib3, which logs a
+    warning for each of its retries, then drops the envelope without a word.
+    This one holds urllib3's lines about a send back (passing them on at
+    debug level), reports failed sends by :class:`~bridge.failures.FailureLog`'s
+    policy and counts them, and keeps track of the events queued and not yet
+    handled: what a shutdown leaves unsent.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        super().__init__(options)
+        #: Events that could not be sent: Sentry unreachable or refusing them, queue full.
+        self.dropped_events = 0
+        self._waiting = 0
+        self._counts = threading.Lock()
+
+    @property
+    def destination(self) -> str:
+        """Sentry's address, without the DSN's key."""
+        dsn = self.parsed_dsn
+        return f"{dsn.scheme}://{dsn.netloc}" if dsn is not None else "Sentry"
+
+    @property
+    def waiting_events(self) -> int:
+        """Events queued for sending and not sent or dropped yet."""
+        return self._waiting
+
+    def capture_envelope(self, envelope: Any) -> None:
+        """Queue the envelope, counting the event it carries as waiting."""
+        self._count(envelope, waiting=1)
+        super().capture_envelope(envelope)
+
+    def _send_envelope(self, envelope: Any) -> None:
+        try:
+            with holding_records("urllib3.connectionpool") as held:
+                try:
+                    super()._send_envelope(envelope)
+                except (OSError, urllib3.exceptions.HTTPError) as exc:
+                    # sentry-sdk recorded the loss; its worker would swallow the error.
+                    cause = getattr(exc, "reason", None) or exc
+                    self._fail(envelope, type(cause).__name__, one_line(str(exc)))
+            pass_on_at_debug(held)
+        finally:
+            self._count(envelope, waiting=-1)
+
+    def on_dropped_event(self, reason: str) -> None:
+        """Report what sentry-sdk drops: a refusal by Sentry, or a full queue."""
+        super().on_dropped_event(reason)
+        if reason == "full_queue":
+            with self._counts:
+                self._waiting -= 1
+                self.dropped_events += 1
+            _failures.report(reason, "dropped a Sentry event: the send queue is full")
+        elif reason.startswith("status_") and reason != "status_429":
+            self._fail(None, reason, f"Sentry answered HTTP {reason.removeprefix('status_')}")
+
+    def _fail(self, envelope: Any, kind: str, why: str) -> None:
+        if envelope is None or envelope.get_event() is not None:
+            with self._counts:
+                self.dropped_events += 1
+        _failures.report(f"send: {kind}", f"sending to {self.destination} failed: {why}")
+
+    def _count(self, envelope: Any, waiting: int) -> None:
+        if envelope.get_event() is not None:
+            with self._counts:
+                self._waiting += waiting
+
+
+#: The reporters made by make_client, closed when the process's telemetry is shut down.
+_open_clients: weakref.WeakSet[SentryClient] = weakref.WeakSet()
+
+
+def _close_at_shutdown() -> None:
+    """The :mod:`bridge.shutdown` hook: send what waits until the deadline, then stop."""
+    for client in list(_open_clients):
+        _close_within(client, shutdown.time_left())
+
+
+def _close_within(client: SentryClient, timeout: float) -> None:
+    """Flush ``client`` for at most ``timeout`` seconds, close it, and report what was left."""
+    transport = client.sdk_client.transport
+    if transport is None:
+        return
+    client.flush(timeout=timeout)
+    unsent = transport.waiting_events if isinstance(transport, _ReportingTransport) else 0
+    client.close(timeout=0)
+    if unsent:
+        where = transport.destination if isinstance(transport, _ReportingTransport) else "Sentry"
+        _failures.report(
+            "shutdown",
+            f"dropped {unsent} Sentry event(s): {where} did not take them within "
+            f"{timeout:.3g} s of the shutdown",
+        )
+
+
 # -- building a client ----------------------------------------------------------
 
 
@@ -601,7 +708,12 @@ def make_client(
         "auto_enabling_integrations": False,
         "integrations": [],
     }
+    if "transport" not in sdk_options:
+        options["transport"] = _ReportingTransport
     options.update(sdk_options)
     client = SentryClient(sentry_sdk.Client(**options), tags={"site": site} if site else None)
     hooks.extend(_as_event_processor(processor, client) for processor in processors)
+    if client.is_enabled():
+        _open_clients.add(client)
+        shutdown.add_hook(_close_at_shutdown)
     return client
