@@ -33,6 +33,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -48,6 +49,7 @@ from baseplate.server._config import (
 from baseplate.server._early_threads import let_early_threads_end_cleanly
 from baseplate.server._logging import configure_default_logging, configure_logging
 from baseplate.server._stacks import install_stack_dump_handler
+from bridge import shutdown as telemetry
 
 __all__ = ["main", "make_app"]
 
@@ -228,8 +230,22 @@ def _serve(server: Any, listener: socket.socket, watcher: _reload.SourceWatcher 
 
     stopping.wait()
     logger.info("stopping")
+    stop_started = time.monotonic()
     server.stop()
+    logger.info("stopped")
+    _shut_telemetry_down(server, stop_started)
     for handler in handlers:
         handler.cancel()
-    logger.info("stopped")
     return 0
+
+
+def _shut_telemetry_down(server: Any, stop_started: float) -> None:
+    """Send the spans and error reports still waiting, within what is left of the stop timeout.
+
+    At least :data:`bridge.shutdown.MIN_TIMEOUT`; what can't be sent by
+    then is dropped and counted, so the process exits on time however the
+    collectors behave. A second stop signal still exits at once.
+    """
+    stop_timeout = float(getattr(server, "graceful_stop_timeout", 0.0) or 0.0)
+    left = stop_timeout - (time.monotonic() - stop_started)
+    telemetry.shutdown_telemetry(max(left, telemetry.MIN_TIMEOUT))
