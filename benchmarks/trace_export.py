@@ -27,7 +27,8 @@ upstream ids, sampled, three children each with a tag and a log, as in
 provider reset before each configuration:
 
 * (a) a ``TracingClient`` for the sidecar (``make_client(exporter="sidecar")``:
-  a ``BatchSpanProcessor`` feeding a ``PosixQueueSpanExporter``), the queue
+  the bridge's ``BatchExportSpanProcessor`` feeding a
+  ``PosixQueueSpanExporter``), the queue
   drained by a reader thread, and again by a reader process;
 * (b) the SDK's own ``BatchSpanProcessor``, same queue size and delay, with a
   no-op exporter;
@@ -83,6 +84,7 @@ from baseplate.diagnostics.tracing import (
 )
 from benchmarks.span_overhead import CHILD_NAMES, facade_workload
 from bridge import provider
+from bridge.batching import BatchExportSpanProcessor
 from bridge.export import (
     PosixQueueSpanExporter,
     ZipkinV1HttpSpanExporter,
@@ -392,29 +394,38 @@ class Configured:
     def __init__(
         self,
         baseplate: Baseplate,
-        batch: BatchSpanProcessor | None = None,
+        batch: BatchSpanProcessor | BatchExportSpanProcessor | None = None,
         recorder: PosixQueueSpanExporter | None = None,
     ) -> None:
         self.baseplate = baseplate
         self.batch = batch
         self.recorder = recorder
-        self.bsp_drops = 0
-        if batch is not None:
-            # The processor's warning is de-duplicated, so count at its metrics hook,
-            # which is called once for every span it drops.
+        self._sdk_drops = 0
+        if isinstance(batch, BatchSpanProcessor):
+            # The SDK processor's warning is de-duplicated, so count at its metrics
+            # hook, which is called once for every span it drops.
             metrics = batch._batch_processor._metrics
             drop_items = metrics.drop_items
 
             def counting_drop_items(count: int, *args: Any, **kwargs: Any) -> None:
-                self.bsp_drops += count
+                self._sdk_drops += count
                 drop_items(count, *args, **kwargs)
 
             metrics.drop_items = counting_drop_items  # type: ignore[method-assign]
+
+    @property
+    def bsp_drops(self) -> int:
+        """Spans the batching processor dropped."""
+        if isinstance(self.batch, BatchExportSpanProcessor):
+            return self.batch.dropped_spans
+        return self._sdk_drops
 
     def backlog(self) -> int:
         """Spans the batching processor holds, not yet given to its exporter."""
         if self.batch is None:
             return 0
+        if isinstance(self.batch, BatchExportSpanProcessor):
+            return self.batch.queued()
         return len(self.batch._batch_processor._queue)
 
 
@@ -425,7 +436,7 @@ def _configure_sidecar(queue_name: str) -> Configured:
     baseplate = Baseplate()
     baseplate.configure_tracing(client)
     client.install()
-    assert isinstance(client.processor, BatchSpanProcessor)
+    assert isinstance(client.processor, BatchExportSpanProcessor)
     assert isinstance(client.recorder, PosixQueueSpanExporter)
     return Configured(baseplate, client.processor, client.recorder)
 
