@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Protocol
 
 from baseplate.config import EndpointConfiguration
+from bridge.failures import FailureLog
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class SocketTransport:
         self.dropped_datagrams = 0
         self._socket: socket.socket | None = None
         self._next_connect_attempt = 0.0
-        self._reported_failures: set[str] = set()
+        self._failures = FailureLog(logger)
         self._resolving = threading.Lock()
         self._address = self._resolve()
         if self._address is not None:
@@ -151,9 +152,7 @@ class SocketTransport:
 
     def _report_failure(self, what: str, exc: OSError) -> None:
         kind = f"{what.split(' ', 1)[0]}:{type(exc).__name__}:{exc.errno}"
-        level = logging.DEBUG if kind in self._reported_failures else logging.WARNING
-        self._reported_failures.add(kind)
-        logger.log(level, "metrics to %s: %s: %s", self.endpoint, what, exc)
+        self._failures.report(kind, f"metrics to {self.endpoint}: {what}: {exc}")
 
     def close(self) -> None:
         """Close the socket; later sends reconnect."""
