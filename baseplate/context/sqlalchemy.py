@@ -156,8 +156,8 @@ def _create_engine(key: str, url: URL, engine_args: dict[str, Any]) -> Engine:
     except ModuleNotFoundError as exc:
         raise config.ConfigurationError(
             key,
-            f"the driver for {url.drivername!r} is not installed ({exc}); install it or name "
-            "an installed one in the URL, e.g. postgresql+psycopg://",
+            f"the driver for {url.drivername!r} is not installed ({exc}); install it, "
+            "or name an installed driver in the URL (dialect+driver://)",
         ) from None
 
 
