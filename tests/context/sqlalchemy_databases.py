@@ -8,6 +8,7 @@ tests that need it rather than skipping them.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +24,8 @@ POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 #: How long a killed server connection may take to go away.
 KILL_TIMEOUT = 5.0
+#: A statement as the database receives it from a request: the span in a comment at the end.
+COMMENT = re.compile(r"(?P<statement>.*) -- trace:(?P<trace>\d+),span:(?P<span>\d+)", re.DOTALL)
 
 metadata = MetaData()
 #: The one table of the tests, created and dropped by each test that uses it.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -21,14 +20,13 @@ from baseplate.context.sqlalchemy import (
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
 from tests.context.sqlalchemy_databases import (
+    COMMENT,
     SERVERS,
     Database,
     items,
     metric_lines,
     sqlite_database,
 )
-
-COMMENT = re.compile(r"(?P<statement>.*) -- trace:(?P<trace>\d+),span:(?P<span>\d+)", re.DOTALL)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
