@@ -24,7 +24,8 @@ from baseplate.context import ContextFactory
 from baseplate.core import LocalSpan, SpanObserver
 
 try:
-    from sqlalchemy import create_engine, event
+    import sqlalchemy
+    from sqlalchemy import event
     from sqlalchemy.engine import Connection, Engine, ExceptionContext, ExecutionContext
     from sqlalchemy.engine.base import OptionEngine
     from sqlalchemy.engine.url import URL, make_url
@@ -150,7 +151,8 @@ def _parse_url(key: str, text: str) -> URL:
 def _create_engine(key: str, url: URL, engine_args: dict[str, Any]) -> Engine:
     """Create the engine, reporting a dialect or driver that is not installed as the URL's fault."""
     try:
-        return create_engine(url, **engine_args)
+        # Looked up when called, so that instrumentation that wraps it applies.
+        return sqlalchemy.create_engine(url, **engine_args)
     except NoSuchModuleError:
         raise config.ConfigurationError(key, f"no SQLAlchemy dialect {url.drivername!r}") from None
     except ModuleNotFoundError as exc:
@@ -184,14 +186,11 @@ _RequestEngine._option_cls = _RequestEngine
 
 
 def _listen(engine: Engine) -> None:
-    """Trace the statements of ``engine``'s request engines (once per engine).
+    """Trace the statements of ``engine``'s request engines.
 
-    The listeners do nothing for connections without a request's span, so
-    the engine's other users are untouched. They are put first, ahead of
-    other instrumentation of the same engine, so that the span is current
-    and OpenTelemetry's own SQLAlchemy instrumentation, which checks for
-    suppression, stays quiet. ``handle_error`` belongs to the dialect, which
-    every engine derived from this one shares.
+    ``handle_error`` belongs to the dialect, which every engine derived from
+    the application's shares: its listener is added once, and does nothing
+    for statements without a span.
     """
     for name, listener in (
         ("before_cursor_execute", _start_statement_span),
@@ -199,7 +198,7 @@ def _listen(engine: Engine) -> None:
         ("handle_error", _fail_statement_span),
     ):
         if not event.contains(engine, name, listener):
-            event.listen(engine, name, listener, insert=True, retval=name != "after_cursor_execute")
+            event.listen(engine, name, listener, retval=name != "after_cursor_execute")
 
 
 def _start_statement_span(
@@ -262,11 +261,16 @@ class _TracedEngineFactory(ContextFactory):
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        _listen(engine)
+        # The listeners of a derived engine run before those of the engine it
+        # derives from (SQLAlchemy ignores ``insert=True`` for these events).
+        # So the span is current, and suppresses OpenTelemetry's SQLAlchemy
+        # instrumentation of the application's engine, before that runs.
+        self._traced_engine = engine.execution_options()
+        _listen(self._traced_engine)
 
     def _request_engine(self, name: str, span: Span) -> Engine:
         """An engine whose statements are children of ``span``, named ``<name>.execute``."""
-        return _RequestEngine(self.engine, {_NAME_OPTION: name, _SPAN_OPTION: span})
+        return _RequestEngine(self._traced_engine, {_NAME_OPTION: name, _SPAN_OPTION: span})
 
 
 class SQLAlchemyEngineContextFactory(_TracedEngineFactory):
