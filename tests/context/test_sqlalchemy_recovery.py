@@ -1,0 +1,139 @@
+"""A database connection killed on the server: one failed statement, then a new connection.
+
+The server side of a pooled connection is ended as an operator would
+(``pg_terminate_backend`` on PostgreSQL, ``KILL`` on MariaDB). Without
+``pool_pre_ping`` the next statement on it fails, counted as a failure, and
+SQLAlchemy discards the pool's connections; the statement after that gets a
+new one. With ``pool_pre_ping`` the dead connection is replaced when it is
+checked out, and no statement fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy import Engine, text
+
+from baseplate import metrics_client_from_config
+from baseplate.context.sqlalchemy import (
+    SQLAlchemyEngineContextFactory,
+    SQLAlchemySessionContextFactory,
+    engine_from_config,
+)
+from baseplate.core import Baseplate
+from tests.context.sqlalchemy_databases import SERVERS, Database, metric_lines
+
+
+@pytest.fixture(scope="module", params=sorted(SERVERS))
+def database(request) -> Iterator[Database]:
+    with SERVERS[request.param]() as database:
+        yield database
+
+
+def make_baseplate(engine: Engine, statsd) -> Baseplate:
+    baseplate = Baseplate()
+    baseplate.configure_metrics(
+        metrics_client_from_config(
+            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
+        )
+    )
+    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
+    baseplate.add_to_context("session", SQLAlchemySessionContextFactory(engine))
+    return baseplate
+
+
+@pytest.fixture
+def engines(database) -> Iterator[object]:
+    """Make engines on the database, with a pool of one connection; disposed of after the test."""
+    made: list[Engine] = []
+
+    def make(**config: str) -> Engine:
+        raw = {"database.url": database.url, "database.pool_size": "1"}
+        raw.update({f"database.{key}": value for key, value in config.items()})
+        made.append(engine_from_config(raw))
+        return made[-1]
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+def backend_of_a_request(baseplate: Baseplate, database: Database) -> int:
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler"), context.db.connect() as connection:
+        return database.backend_id(connection)
+
+
+def statement_metrics(success: bool) -> list[str]:
+    outcome = "success" if success else "failure"
+    return sorted(
+        [
+            "svc.clients.db.execute:<ms>|ms",
+            f"svc.clients.db.execute.{outcome}:1|c",
+            "svc.server.handler:<ms>|ms",
+            "svc.server.handler.success:1|c",
+        ]
+    )
+
+
+def test_the_statement_after_a_kill_fails_and_the_next_reconnects(database, engines, statsd, spans):
+    engine = engines()
+    baseplate = make_baseplate(engine, statsd)
+    killed = backend_of_a_request(baseplate, database)
+    database.kill(killed)
+    statsd.received()
+
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler"), context.db.connect() as connection:
+        with pytest.raises(sqlalchemy.exc.OperationalError) as excinfo:
+            connection.execute(text("SELECT 1"))
+        assert excinfo.value.connection_invalidated
+        assert isinstance(excinfo.value.orig, engine.dialect.loaded_dbapi.OperationalError)
+    assert metric_lines(statsd.received()) == statement_metrics(success=False)
+
+    assert backend_of_a_request(baseplate, database) != killed
+    assert metric_lines(statsd.received()) == statement_metrics(success=True)
+    assert engine.pool.checkedout() == 0
+
+
+def test_pre_ping_replaces_a_killed_connection(database, engines, statsd, spans):
+    engine = engines(pool_pre_ping="true")
+    baseplate = make_baseplate(engine, statsd)
+    killed = backend_of_a_request(baseplate, database)
+    database.kill(killed)
+    statsd.received()
+
+    assert backend_of_a_request(baseplate, database) != killed
+    assert metric_lines(statsd.received()) == statement_metrics(success=True)
+
+
+def test_a_session_rolls_back_and_carries_on_after_a_kill(database, engines, statsd, spans):
+    # A kill in the middle of a request's transaction cannot be pinged away:
+    # the statement fails, and the session must be rolled back before it can
+    # be used again, on a new connection.
+    engine = engines(pool_pre_ping="true")
+    baseplate = make_baseplate(engine, statsd)
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler"):
+        killed = database.backend_id(context.session.connection())
+        database.kill(killed)
+        with pytest.raises(sqlalchemy.exc.OperationalError):
+            context.session.execute(text("SELECT 1"))
+        with pytest.raises(sqlalchemy.exc.PendingRollbackError):
+            context.session.execute(text("SELECT 1"))
+        context.session.rollback()
+        assert database.backend_id(context.session.connection()) != killed
+
+    assert metric_lines(statsd.received()) == sorted(
+        [
+            *["svc.clients.session.execute:<ms>|ms"] * 3,
+            "svc.clients.session.execute.success:2|c",
+            "svc.clients.session.execute.failure:1|c",
+            "svc.server.handler:<ms>|ms",
+            "svc.server.handler.success:1|c",
+        ]
+    )
+    assert engine.pool.checkedout() == 0
