@@ -137,3 +137,21 @@ def test_a_session_rolls_back_and_carries_on_after_a_kill(database, engines, sta
         ]
     )
     assert engine.pool.checkedout() == 0
+
+
+def test_an_unreachable_server_fails_the_connect_not_a_statement(closed_port, statsd, spans):
+    # No statement ran, so there is no statement span: the request fails.
+    engine = engine_from_config(
+        {"database.url": f"postgresql+psycopg://postgres@127.0.0.1:{closed_port}/test"}
+    )
+    baseplate = make_baseplate(engine, statsd)
+    context = SimpleNamespace()
+    with pytest.raises(sqlalchemy.exc.OperationalError):  # noqa: SIM117
+        with baseplate.make_server_span(context, "handler"), context.db.connect():
+            pass
+    assert [span.name for span in spans.get_finished_spans()] == ["handler"]
+    assert metric_lines(statsd.received()) == [
+        "svc.server.handler.failure:1|c",
+        "svc.server.handler:<ms>|ms",
+    ]
+    engine.dispose()
