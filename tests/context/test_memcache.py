@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
+import textwrap
 from types import SimpleNamespace
 
 import pytest
@@ -469,6 +473,62 @@ def test_an_interrupted_command_gives_its_connection_back(make_pool, spans):
     assert failed.status.status_code is StatusCode.ERROR
 
 
+GEVENT_CLIENT = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import os
+    import signal
+    import sys
+
+    import gevent
+
+    from baseplate.context.memcache import pool_from_config
+
+    endpoint, pid = sys.argv[1], int(sys.argv[2])
+    pool = pool_from_config(
+        {"memcache.endpoint": endpoint, "memcache.timeout": "5", "memcache.max_pool_size": "1"}
+    )
+    pool.set("k", "v", noreply=False)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with gevent.Timeout(0.2):
+            pool.get("k")
+    except gevent.Timeout:
+        print("timed out")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print("in use:", len(pool.client_pool.used))
+    print("then:", pool.get("k").decode())
+    pool.close()
+    """
+)
+
+
+def test_a_gevent_timeout_gives_the_connection_back(memcached):
+    # In a process of its own: monkey-patching cannot be undone.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            GEVENT_CLIENT,
+            memcached.endpoint,
+            str(memcached.process.pid),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["timed out", "in use: 0", "then: v"]
+
+
 def test_pool_exhaustion_is_pymemcaches_runtime_error(make_pool):
     pool = make_pool(config={"max_pool_size": "1"})
     with pool.client_pool.get_and_release() as held:
@@ -490,7 +550,8 @@ def test_quit_closes_the_connection_and_the_next_command_opens_one(baseplate, po
 def test_shutdown_stops_the_server(baseplate, memcached, recorder):
     server_span, context = request(baseplate)
     with server_span:
-        context.cache.shutdown()
+        context.cache.shutdown(graceful=True)
     assert child_names(recorder) == ["cache.shutdown"]
+    assert tags_of(recorder, "cache.shutdown") == {"method": "shutdown", "graceful": True}
     assert memcached.process is not None
     assert memcached.process.wait(5) is not None
