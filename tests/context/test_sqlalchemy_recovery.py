@@ -10,11 +10,13 @@ checked out, and no statement fails.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy.exc
+from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, text
 
 from baseplate import metrics_client_from_config
@@ -155,3 +157,57 @@ def test_an_unreachable_server_fails_the_connect_not_a_statement(closed_port, st
         "svc.server.handler:<ms>|ms",
     ]
     engine.dispose()
+
+
+class Deadline(BaseException):
+    """Not the driver's: an exception that interrupts, as ``gevent.Timeout`` does."""
+
+
+@pytest.fixture
+def deadline() -> Iterator[object]:
+    """Raise :class:`Deadline` in the main thread after a delay, as a timeout would."""
+
+    def interrupt(signum, frame):
+        raise Deadline
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+
+    def arm(seconds: float) -> None:
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    yield arm
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+SLEEP = {"postgresql": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}
+
+
+def test_an_interrupted_statement_ends_its_span_as_a_failure(
+    database, engines, statsd, spans, deadline
+):
+    engine = engines()
+    baseplate = make_baseplate(engine, statsd)
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler"):
+        with context.db.connect() as connection, pytest.raises(Deadline):
+            deadline(0.2)
+            connection.execute(text(SLEEP[database.kind]))
+        with context.db.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
+
+    interrupted, worked, handler = spans.get_finished_spans()
+    assert interrupted.name == worked.name == "db.execute"
+    assert interrupted.status.status_code is StatusCode.ERROR
+    assert interrupted.events[0].attributes["exception.type"].endswith("Deadline")
+    assert interrupted.parent.span_id == handler.context.span_id
+    assert metric_lines(statsd.received()) == sorted(
+        [
+            *["svc.clients.db.execute:<ms>|ms"] * 2,
+            "svc.clients.db.execute.success:1|c",
+            "svc.clients.db.execute.failure:1|c",
+            "svc.server.handler:<ms>|ms",
+            "svc.server.handler.success:1|c",
+        ]
+    )
+    assert engine.pool.checkedout() == 0
