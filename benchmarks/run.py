@@ -9,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
+    clients,
     metrics_throughput,
     span_overhead,
     thrift_server,
@@ -16,7 +17,7 @@ from benchmarks import (
     wsgi,
 )
 
-BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi, thrift_server]
+BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi, thrift_server, clients]
 
 
 def main() -> None:
