@@ -1,0 +1,124 @@
+"""``baseplate.context.kombu`` when the broker goes away and comes back.
+
+The client connects through a :class:`~tests.context.broker_relay.BrokerRelay`,
+which cuts the pooled connections (as a broker restart does) or refuses new
+ones (a broker that is down), without touching the machine's RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import kombu.pools
+import pytest
+from kombu.exceptions import OperationalError
+
+from baseplate import metrics_client_from_config
+from baseplate.context.kombu import (
+    KombuProducerContextFactory,
+    connection_from_config,
+    exchange_from_config,
+)
+from baseplate.core import Baseplate
+from tests.context.amqp_broker import ROUTING_KEY, declared_destination
+from tests.context.broker_relay import BrokerRelay
+
+#: Fail at once when the broker cannot be reached: no retries, a short connect.
+NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
+
+
+@pytest.fixture
+def destination():
+    with declared_destination() as destination:
+        yield destination
+
+
+@pytest.fixture
+def relay():
+    relay = BrokerRelay()
+    yield relay
+    kombu.pools.reset()
+    relay.refuse()
+
+
+@pytest.fixture
+def baseplate(destination, relay, statsd):
+    app_config = {
+        "amqp.hostname": f"amqp://guest:guest@127.0.0.1:{relay.port}//",
+        "amqp.exchange_name": destination.exchange.name,
+        "amqp.exchange_type": "direct",
+    }
+    factory = KombuProducerContextFactory(
+        connection_from_config(app_config, **NO_RETRIES),
+        exchange_from_config(app_config),
+        max_connections=2,
+    )
+    baseplate = Baseplate()
+    baseplate.configure_metrics(
+        metrics_client_from_config(
+            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
+        )
+    )
+    baseplate.add_to_context("amqp", factory)
+    return baseplate
+
+
+def publish(baseplate, body, **kwargs):
+    """Publish in a request of its own."""
+    context = SimpleNamespace()
+    with baseplate.make_server_span(context, "handler"):
+        context.amqp.publish(body, routing_key=ROUTING_KEY, **kwargs)
+
+
+def publish_counts(statsd):
+    """``success`` and ``failure`` counts of ``clients.amqp.publish`` since the last call."""
+    lines = b"\n".join(statsd.received()).decode().split("\n")
+    counts = {"success": 0, "failure": 0}
+    for line in lines:
+        if match := re.fullmatch(r"svc\.clients\.amqp\.publish\.(success|failure):(\d+)\|c", line):
+            counts[match[1]] += int(match[2])
+    return counts
+
+
+def test_a_cut_connection_fails_one_publish_then_the_next_reconnects(
+    baseplate, relay, destination, statsd
+):
+    publish(baseplate, "before")
+    assert destination.read_payloads(1) == ["before"]
+
+    relay.drop_connections()
+    with pytest.raises(OSError, match="closed connection"):
+        publish(baseplate, "lost")
+    publish(baseplate, "after")
+
+    assert destination.read_payloads(1) == ["after"]
+    assert publish_counts(statsd) == {"success": 2, "failure": 1}
+
+
+def test_with_retry_kombu_reconnects_within_the_publish(baseplate, relay, destination, statsd):
+    publish(baseplate, "before")
+    assert destination.read_payloads(1) == ["before"]
+
+    relay.drop_connections()
+    publish(baseplate, "after", retry=True)
+
+    assert destination.read_payloads(1) == ["after"]
+    assert publish_counts(statsd) == {"success": 2, "failure": 0}
+
+
+def test_publishes_fail_while_the_broker_is_down_and_work_when_it_is_back(
+    baseplate, relay, destination, statsd
+):
+    publish(baseplate, "before")
+    relay.refuse()
+    with pytest.raises(OSError, match="closed connection"):  # the pooled connection was cut
+        publish(baseplate, "lost")
+    for _ in range(3):  # more than max_connections: no producer is lost to a failure
+        with pytest.raises(OperationalError, match="Connection refused"):
+            publish(baseplate, "lost")
+    relay.resume()
+    publish(baseplate, "after")
+
+    assert destination.read_payloads(2) == ["before", "after"]
+    assert publish_counts(statsd) == {"success": 2, "failure": 4}
