@@ -47,7 +47,7 @@ STACK_DEPTH = 10
 Checkout = tuple[tuple[CodeType, int], ...]
 
 #: The server span of the client call running now, if any.
-_calling_for: contextvars.ContextVar[ServerSpan | None] = contextvars.ContextVar(
+_calling_for: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
     "baseplate_pool_call", default=None
 )
 
@@ -55,15 +55,16 @@ _calling_for: contextvars.ContextVar[ServerSpan | None] = contextvars.ContextVar
 class PoolWatch:
     """Watches one pool: who holds which connection, and how full it is.
 
-    :param size: Returns the pool's capacity (its maximum connections).
+    :param size: Returns the pool's capacity (its maximum connections), or
+        None for a pool without one: then no size gauge is sent.
     :param in_use: Returns how many of its connections are lent out now.
     """
 
-    def __init__(self, size: Callable[[], int], in_use: Callable[[], int]) -> None:
+    def __init__(self, size: Callable[[], int | None], in_use: Callable[[], int]) -> None:
         self.size = size
         self.in_use = in_use
         #: Connections lent out during requests: id -> (server span, where).
-        self._lent: dict[int, tuple[ServerSpan, Checkout]] = {}
+        self._lent: dict[int, tuple[Span, Checkout]] = {}
         self._lock = threading.Lock()
         self._reported: set[Checkout] = set()
 
@@ -86,9 +87,12 @@ class PoolWatch:
     # -- used by the clients ----------------------------------------------------
 
     @contextmanager
-    def calls_of(self, server_span: ServerSpan) -> Iterator[None]:
-        """Charge the checkouts made inside this block to ``server_span``'s request."""
-        token = _calling_for.set(server_span)
+    def calls_of(self, span: Span) -> Iterator[None]:
+        """Charge the checkouts made inside this block to ``span``'s request.
+
+        ``span`` is the request's server span or one of its local spans.
+        """
+        token = _calling_for.set(span)
         try:
             yield
         finally:
@@ -108,7 +112,9 @@ class PoolWatch:
 
     def _leaks_of(self, server_span: ServerSpan) -> list[Checkout]:
         with self._lock:
-            leaked = [key for key, (span, _) in self._lent.items() if span is server_span]
+            leaked = [
+                key for key, (span, _) in self._lent.items() if _of_request(span, server_span)
+            ]
             return [self._lent.pop(key)[1] for key in leaked]
 
     def _report(self, name: str, server_span: ServerSpan, where: Checkout) -> None:
@@ -134,10 +140,23 @@ class PoolWatch:
             return
         if leaks:
             batch.counter(f"clients.{name}.pool.leaked").increment(len(leaks))
-        batch.gauge(f"clients.{name}.pool.size").replace(self.size())
+        size = self.size()
+        if size is not None:
+            batch.gauge(f"clients.{name}.pool.size").replace(size)
         batch.gauge(f"clients.{name}.pool.in_use").replace(self.in_use())
         # The metrics observer may have flushed the batch already: send these too.
         batch.flush()
+
+
+def _of_request(span: Span, server_span: ServerSpan) -> bool:
+    """Whether ``span`` is the request's server span or one of its local spans.
+
+    A local span of the request shares its trace id; the server spans of
+    other requests in the same trace are other requests.
+    """
+    if span is server_span:
+        return True
+    return span.trace_id == server_span.trace_id and not isinstance(span, ServerSpan)
 
 
 def _checkout_stack() -> Checkout:

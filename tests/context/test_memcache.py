@@ -233,6 +233,30 @@ def test_a_command_is_a_child_span_and_a_timer(baseplate, recorder, spans, stats
     assert finished["cache.set"].attributes["expire"] == 60
 
 
+def test_a_request_reports_the_pool_gauges(make_pool, statsd):
+    baseplate = make_baseplate(make_pool(config={"max_pool_size": "5"}))
+    send_metrics_to(baseplate, statsd)
+    server_span, context = request(baseplate)
+    with server_span:
+        context.cache.set("gauged", "x")
+        context.cache.get("gauged")
+
+    lines = statsd_lines(statsd)
+    assert "svc.clients.cache.pool.size:5|g" in lines
+    assert "svc.clients.cache.pool.in_use:0|g" in lines  # every connection came back
+    assert not [line for line in lines if "pool.leaked" in line]
+
+
+def test_an_unbounded_pool_reports_no_size(baseplate, statsd):
+    send_metrics_to(baseplate, statsd)
+    server_span, context = request(baseplate)
+    with server_span:
+        context.cache.get("gauged")
+    lines = statsd_lines(statsd)
+    assert "svc.clients.cache.pool.in_use:0|g" in lines
+    assert not [line for line in lines if "pool.size" in line]
+
+
 def test_commands_in_a_local_span_are_its_children(baseplate, spans):
     server_span, context = request(baseplate)
     with server_span:

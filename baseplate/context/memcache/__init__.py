@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from baseplate import config
 from baseplate.context import ContextFactory
+from baseplate.context.pool_watch import PoolWatch
 
 try:
     from baseplate.context.memcache._pool import BaseplatePooledClient
@@ -136,8 +137,22 @@ class MemcacheContextFactory(ContextFactory):
         self.pooled_client = pooled_client
 
     def make_object_for_context(self, name: str, span: Span) -> MonitoredMemcacheConnection:
-        """Return a connection whose commands are child spans of ``span``."""
+        """Return a connection whose commands are child spans of ``span``.
+
+        With a pool from :func:`pool_from_config`, the request's pool
+        gauges and leaked connections are reported (see
+        :mod:`baseplate.context.pool_watch`).
+        """
+        watch = _watch_of(self.pooled_client)
+        if watch is not None:
+            watch.watch_request(name, span)
         return MonitoredMemcacheConnection(name, span, self.pooled_client)
+
+
+def _watch_of(pooled_client: Any) -> PoolWatch | None:
+    """The watch of a pool :func:`pool_from_config` made; None for pymemcache's own."""
+    watch = getattr(getattr(pooled_client, "client_pool", None), "watch", None)
+    return watch if isinstance(watch, PoolWatch) else None
 
 
 def make_keys_str(keys: Iterable[str | bytes]) -> str:
@@ -187,7 +202,11 @@ class MonitoredMemcacheConnection:
             span.set_tag("method", command)
             for key, value in tags.items():
                 span.set_tag(key, value)
-            return call()
+            watch = _watch_of(self.pooled_client)
+            if watch is None:
+                return call()
+            with watch.calls_of(self.server_span):
+                return call()
 
     def close(self) -> None:
         """Close the pool's connections; the next command opens a new one."""

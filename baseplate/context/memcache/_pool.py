@@ -27,9 +27,27 @@ from typing import Any
 from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
 from pymemcache.pool import ObjectPool  # type: ignore[import-untyped]
 
+from baseplate.context.pool_watch import PoolWatch
+
+#: What pymemcache's pool takes for "no bound" when given no size.
+_UNBOUNDED = 2**31
+
 
 class ConnectionPool(ObjectPool):  # type: ignore[misc]
-    """pymemcache's object pool of clients, each client one connection."""
+    """pymemcache's object pool of clients, each client one connection.
+
+    Its :attr:`watch` is told of every checkout and return (see
+    :mod:`baseplate.context.pool_watch`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Leaks and gauges of this pool, per request.
+        self.watch = PoolWatch(size=self._bound, in_use=lambda: len(self.used))
+
+    def _bound(self) -> int | None:
+        """The most clients the pool lends at once; None when it has no bound."""
+        return None if self.max_size >= _UNBOUNDED else int(self.max_size)
 
     @contextlib.contextmanager
     def get_and_release(self, destroy_on_fail: bool = False) -> Iterator[Any]:
@@ -55,6 +73,7 @@ class ConnectionPool(ObjectPool):  # type: ignore[misc]
         while _hung_up(client):
             self.destroy(client)
             client = self.get()
+        self.watch.checked_out(client)
         return client
 
     def check_in(self, client: Any, reusable: bool) -> None:
@@ -62,6 +81,7 @@ class ConnectionPool(ObjectPool):  # type: ignore[misc]
 
         A client the command already destroyed (``quit``) is left alone.
         """
+        self.watch.checked_in(client)
         if reusable:
             self.release(client)
         else:
