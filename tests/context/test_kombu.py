@@ -6,6 +6,7 @@ import re
 import threading
 from types import SimpleNamespace
 
+import amqp.exceptions
 import kombu.pools
 import pytest
 from kombu.exceptions import OperationalError
@@ -26,10 +27,10 @@ from tests.context.amqp_broker import BROKER_URL, ROUTING_KEY, declared_destinat
 NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
 
 
-def make_factory(destination, max_connections=None, **connection_options):
+def make_factory(exchange_name, max_connections=None, **connection_options):
     app_config = {
         "amqp.hostname": BROKER_URL,
-        "amqp.exchange_name": destination.exchange.name,
+        "amqp.exchange_name": exchange_name,
         "amqp.exchange_type": "direct",
     }
     return KombuProducerContextFactory(
@@ -54,7 +55,7 @@ def kombu_pools():
 
 @pytest.fixture
 def factory(destination, kombu_pools):
-    return make_factory(destination)
+    return make_factory(destination.exchange.name)
 
 
 @pytest.fixture
@@ -268,7 +269,7 @@ def test_a_failed_publish_leaves_the_pool_usable(unreachable_factory, destinatio
     baseplate = Baseplate()
     baseplate.register(recorder)
     baseplate.add_to_context("broken", unreachable_factory)
-    baseplate.add_to_context("amqp", make_factory(destination, max_connections=1))
+    baseplate.add_to_context("amqp", make_factory(destination.exchange.name, max_connections=1))
     for attempt in range(2):
         context = SimpleNamespace()
         with baseplate.make_server_span(context, "handler"):
@@ -281,11 +282,8 @@ def test_a_failed_publish_leaves_the_pool_usable(unreachable_factory, destinatio
 def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
     destination, recorder, kombu_pools
 ):
-    import amqp.exceptions
-
-    missing = SimpleNamespace(name=f"{destination.exchange.name}-missing")
     factory = make_factory(
-        SimpleNamespace(exchange=missing),
+        f"{destination.exchange.name}-missing",
         max_connections=1,
         transport_options={"confirm_publish": True},
     )
@@ -313,7 +311,7 @@ def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
 
 
 def test_max_connections_makes_publishes_wait_for_a_free_producer(destination, kombu_pools, spans):
-    factory = make_factory(destination, max_connections=1)
+    factory = make_factory(destination.exchange.name, max_connections=1)
     baseplate = Baseplate()
     baseplate.add_to_context("amqp", factory)
     outcome = []
