@@ -22,10 +22,12 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from baseplate import config
 from baseplate.context import ContextFactory
+from baseplate.context.pool_watch import PoolWatch
 from baseplate.message_queue import InvalidParametersError, TimedOutError
 from bridge.posix_queues import checked_timeout
 
@@ -48,6 +50,7 @@ __all__ = [
     "MonitoredRedisPipeline",
     "MonitoredRedisPubSub",
     "RedisContextFactory",
+    "WatchedConnectionPool",
     "pool_from_config",
 ]
 
@@ -111,7 +114,45 @@ def pool_from_config(
             raise config.ConfigurationError(prefix + key, "must be longer than zero")
         kwargs.setdefault(key, timespan.total_seconds())
 
-    return redis.BlockingConnectionPool.from_url(options.url, **kwargs)
+    pool: WatchedConnectionPool = WatchedConnectionPool.from_url(options.url, **kwargs)
+    return pool
+
+
+class WatchedConnectionPool(redis.BlockingConnectionPool):
+    """The pool :func:`pool_from_config` makes: redis-py's blocking pool, watched.
+
+    Every connection it lends and takes back is reported to :attr:`watch`,
+    so that a request ending with a connection still out (a pipeline or a
+    publish/subscribe that was never reset) is reported as a leak, and each
+    request sends the pool's size and connections in use as gauges (see
+    :mod:`baseplate.context.pool_watch`).
+
+    .. versionadded:: 0.31
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._lent = 0
+        #: Leaks and gauges of this pool, per request.
+        self.watch = PoolWatch(size=lambda: int(self.max_connections), in_use=lambda: self._lent)
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """Lend a connection (waiting for one, as redis-py does), and say so."""
+        connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._lent += 1
+        self.watch.checked_out(connection)
+        return connection
+
+    def release(self, connection: Any) -> None:
+        """Take a connection back, and say so."""
+        self.watch.checked_in(connection)
+        self._lent -= 1
+        super().release(connection)  # type: ignore[no-untyped-call]
+
+
+def _watch_of(connection_pool: object) -> PoolWatch | None:
+    """The watch of a pool :func:`pool_from_config` made; None for other pools."""
+    return connection_pool.watch if isinstance(connection_pool, WatchedConnectionPool) else None
 
 
 class RedisContextFactory(ContextFactory):
@@ -147,6 +188,9 @@ class RedisContextFactory(ContextFactory):
         connection = copy.copy(prototype)
         connection.context_name = name
         connection.server_span = span
+        watch = _watch_of(self.connection_pool)
+        if watch is not None:
+            watch.watch_request(name, span)
         return connection
 
 
@@ -218,7 +262,10 @@ class MonitoredRedisConnection(redis.StrictRedis):
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
         """Send one command and return its parsed response, in a span of its own."""
-        with self.server_span.make_child(_span_name(self.context_name, args[0])):
+        with (
+            self.server_span.make_child(_span_name(self.context_name, args[0])),
+            _charged_to(self.connection_pool, self.server_span),
+        ):
             return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     def set_response_callback(self, command: str, callback: Callable[..., Any]) -> None:
@@ -373,12 +420,18 @@ class MonitoredRedisPipeline(Pipeline):
         """
         if self._executing:
             return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        with self.server_span.make_child(_span_name(self.context_name, args[0])):
+        with (
+            self.server_span.make_child(_span_name(self.context_name, args[0])),
+            _charged_to(self.connection_pool, self.server_span),
+        ):
             return super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         """Execute all the commands in the current pipeline, as one span."""
-        with self.server_span.make_child(self.trace_name):
+        with (
+            self.server_span.make_child(self.trace_name),
+            _charged_to(self.connection_pool, self.server_span),
+        ):
             self._executing = True
             try:
                 result: list[Any] = super().execute(raise_on_error)
@@ -411,8 +464,17 @@ class MonitoredRedisPubSub(PubSub):
 
     def execute_command(self, *args: Any) -> None:
         """Send a publish/subscribe command, in a span of its own."""
-        with self.server_span.make_child(_span_name(self.context_name, args[0])):
+        with (
+            self.server_span.make_child(_span_name(self.context_name, args[0])),
+            _charged_to(self.connection_pool, self.server_span),
+        ):
             super().execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _charged_to(connection_pool: object, span: Span) -> AbstractContextManager[None]:
+    """Charge the connections lent inside the block to ``span``'s request, if watched."""
+    watch = _watch_of(connection_pool)
+    return nullcontext() if watch is None else watch.calls_of(span)
 
 
 def _library_socket_timeout() -> float | None:
