@@ -16,11 +16,13 @@ to the request.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
 from baseplate.context import ContextFactory
+from baseplate.context.pool_watch import PoolWatch
 from baseplate.core import LocalSpan, SpanObserver
 
 try:
@@ -31,6 +33,7 @@ try:
     from sqlalchemy.engine.url import URL, make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
     from sqlalchemy.orm import Session
+    from sqlalchemy.pool import Pool, QueuePool
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
         "baseplate.context.sqlalchemy needs SQLAlchemy 2: install baseplate[sql] "
@@ -177,8 +180,13 @@ class _RequestEngine(OptionEngine):
     """
 
     def connect(self) -> Connection:
-        """Return a new :class:`~sqlalchemy.engine.Connection`, checked out of the pool."""
-        return Connection(self)
+        """Return a new :class:`~sqlalchemy.engine.Connection`, checked out of the pool.
+
+        The checkout is charged to the request (see
+        :mod:`baseplate.context.pool_watch`).
+        """
+        with watch_of(self.pool).calls_of(self.get_execution_options()[_SPAN_OPTION]):
+            return Connection(self)
 
 
 # Engines derived with execution_options() keep the request's span and connect the same way.
@@ -256,6 +264,43 @@ def _fail_statement_span(exception_context: ExceptionContext) -> None:
         span.finish(exc_info=(type(error), error, error.__traceback__))
 
 
+_watches: weakref.WeakKeyDictionary[Pool, PoolWatch] = weakref.WeakKeyDictionary()
+
+
+def watch_of(pool: Pool) -> PoolWatch:
+    """The watch of ``pool``, made (and told of its checkouts) the first time it is asked for.
+
+    Every engine and factory sharing a pool shares its watch. The size gauge
+    is a :class:`~sqlalchemy.pool.QueuePool`'s ``pool_size``; other pools
+    have none.
+    """
+    watch = _watches.get(pool)
+    if watch is None:
+        watch = _watches[pool] = _watch(pool)
+    return watch
+
+
+def _watch(pool: Pool) -> PoolWatch:
+    lent = {"count": 0}
+
+    def size() -> int | None:
+        return pool.size() if isinstance(pool, QueuePool) else None
+
+    watch = PoolWatch(size=size, in_use=lambda: lent["count"])
+
+    def checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        lent["count"] += 1
+        watch.checked_out(record)
+
+    def checked_in(dbapi_connection: Any, record: Any) -> None:
+        lent["count"] -= 1
+        watch.checked_in(record)
+
+    event.listen(pool, "checkout", checked_out)
+    event.listen(pool, "checkin", checked_in)
+    return watch
+
+
 class _TracedEngineFactory(ContextFactory):
     """What both factories share: the engine, its listeners, and each request's engine."""
 
@@ -297,6 +342,7 @@ class SQLAlchemyEngineContextFactory(_TracedEngineFactory):
 
     def make_object_for_context(self, name: str, span: Span) -> Engine:
         """Return an engine whose statements are children of ``span``, named ``<name>.execute``."""
+        watch_of(self.engine.pool).watch_request(name, span)
         return self._request_engine(name, span)
 
 
@@ -330,6 +376,8 @@ class SQLAlchemySessionContextFactory(_TracedEngineFactory):
             return session
         session = Session(bind=self._request_engine(name, span))
         span.register(_SessionCloser(session))
+        # After the closer: the session's connection is back before leaks are counted.
+        watch_of(self.engine.pool).watch_request(name, span)
         return session
 
 
