@@ -208,6 +208,24 @@ class MonitoredMemcacheConnection:
             with watch.calls_of(self.server_span):
                 return call()
 
+    def _store(
+        self,
+        command: str,
+        key: str | bytes,
+        value: Any,
+        expire: int,
+        noreply: bool | None,
+        flags: int | None,
+    ) -> Any:
+        """Run one of the storage commands that take a key, a value, an expiry and flags."""
+        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
+        store = getattr(self.pooled_client, command)
+        return self._traced(
+            command,
+            tags,
+            lambda: store(key, value, expire=expire, noreply=noreply, flags=flags),
+        )
+
     def close(self) -> None:
         """Close the pool's connections; the next command opens a new one."""
         self._traced("close", {}, self.pooled_client.close)
@@ -221,12 +239,7 @@ class MonitoredMemcacheConnection:
         flags: int | None = None,
     ) -> Any:
         """Store ``value`` under ``key``."""
-        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
-        return self._traced(
-            "set",
-            tags,
-            lambda: self.pooled_client.set(key, value, expire=expire, noreply=noreply, flags=flags),
-        )
+        return self._store("set", key, value, expire, noreply, flags)
 
     def set_many(
         self,
@@ -261,14 +274,7 @@ class MonitoredMemcacheConnection:
         flags: int | None = None,
     ) -> Any:
         """Store ``value`` under ``key`` only if the key is already set."""
-        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
-        return self._traced(
-            "replace",
-            tags,
-            lambda: self.pooled_client.replace(
-                key, value, expire=expire, noreply=noreply, flags=flags
-            ),
-        )
+        return self._store("replace", key, value, expire, noreply, flags)
 
     def append(
         self,
@@ -279,14 +285,7 @@ class MonitoredMemcacheConnection:
         flags: int | None = None,
     ) -> Any:
         """Add ``value`` at the end of the value of ``key``."""
-        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
-        return self._traced(
-            "append",
-            tags,
-            lambda: self.pooled_client.append(
-                key, value, expire=expire, noreply=noreply, flags=flags
-            ),
-        )
+        return self._store("append", key, value, expire, noreply, flags)
 
     def prepend(
         self,
@@ -297,14 +296,7 @@ class MonitoredMemcacheConnection:
         flags: int | None = None,
     ) -> Any:
         """Add ``value`` at the start of the value of ``key``."""
-        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
-        return self._traced(
-            "prepend",
-            tags,
-            lambda: self.pooled_client.prepend(
-                key, value, expire=expire, noreply=noreply, flags=flags
-            ),
-        )
+        return self._store("prepend", key, value, expire, noreply, flags)
 
     def cas(
         self,
@@ -373,12 +365,7 @@ class MonitoredMemcacheConnection:
         flags: int | None = None,
     ) -> Any:
         """Store ``value`` under ``key`` only if the key is not set."""
-        tags = {"key": _key_text(key), "expire": expire, "noreply": noreply}
-        return self._traced(
-            "add",
-            tags,
-            lambda: self.pooled_client.add(key, value, expire=expire, noreply=noreply, flags=flags),
-        )
+        return self._store("add", key, value, expire, noreply, flags)
 
     def incr(self, key: str | bytes, value: int, noreply: bool | None = False) -> Any:
         """Add ``value`` to the decimal number stored under ``key``; the new number."""
