@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 
 from baseplate import config, metrics
 from baseplate.context.redis import RedisContextFactory, WatchedConnectionPool, pool_from_config
 from baseplate.core import Baseplate
+from tests.context.serving import serve, statsd_lines
 
 
 @pytest.fixture
@@ -27,24 +27,13 @@ def baseplate(pool, statsd):
     return baseplate
 
 
-def serve(baseplate, handler):
-    context = SimpleNamespace()
-    with baseplate.make_server_span(context, "handler") as server_span:
-        handler(context)
-    return server_span
-
-
-def lines(statsd):
-    return b"\n".join(statsd.received()).decode().split("\n")
-
-
 def test_the_pool_is_watched(pool):
     assert isinstance(pool, WatchedConnectionPool)
 
 
 def test_a_request_reports_the_pool_gauges(baseplate, statsd, redis_key):
     serve(baseplate, lambda context: context.redis.set(redis_key, "x"))
-    sent = lines(statsd)
+    sent = statsd_lines(statsd)
     assert "svc.clients.redis.pool.size:7|g" in sent
     assert "svc.clients.redis.pool.in_use:0|g" in sent
     assert not [line for line in sent if "leaked" in line]
@@ -61,7 +50,7 @@ def test_a_subscription_left_open_is_a_leak(baseplate, statsd, pool, caplog, red
     with caplog.at_level(logging.WARNING, logger="baseplate.context.pool_watch"):
         server_span = serve(baseplate, lambda c: held.append(subscribe_and_forget(c, redis_key)))
 
-    sent = lines(statsd)
+    sent = statsd_lines(statsd)
     assert "svc.clients.redis.pool.leaked:1|c" in sent
     assert "svc.clients.redis.pool.in_use:1|g" in sent
     [warning] = caplog.records
@@ -71,4 +60,4 @@ def test_a_subscription_left_open_is_a_leak(baseplate, statsd, pool, caplog, red
     assert "pubsub.subscribe(channel)" in message
     held[0].close()  # gives the connection back
     serve(baseplate, lambda context: context.redis.get(redis_key))
-    assert "svc.clients.redis.pool.in_use:0|g" in lines(statsd)
+    assert "svc.clients.redis.pool.in_use:0|g" in statsd_lines(statsd)

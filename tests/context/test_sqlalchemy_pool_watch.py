@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy
@@ -14,6 +13,7 @@ from baseplate.context.sqlalchemy import (
     SQLAlchemySessionContextFactory,
 )
 from baseplate.core import Baseplate
+from tests.context.serving import serve, statsd_lines
 
 
 @pytest.fixture
@@ -30,17 +30,6 @@ def make_baseplate(statsd, name, factory):
     return baseplate
 
 
-def serve(baseplate, handler):
-    context = SimpleNamespace()
-    with baseplate.make_server_span(context, "handler") as server_span:
-        handler(context)
-    return server_span
-
-
-def lines(statsd):
-    return b"\n".join(statsd.received()).decode().split("\n")
-
-
 def select_one(context):
     with context.db.connect() as connection:
         connection.execute(sqlalchemy.text("select 1"))
@@ -49,7 +38,7 @@ def select_one(context):
 def test_a_request_reports_the_pool_gauges(engine, statsd):
     baseplate = make_baseplate(statsd, "db", SQLAlchemyEngineContextFactory(engine))
     serve(baseplate, select_one)
-    sent = lines(statsd)
+    sent = statsd_lines(statsd)
     assert "svc.clients.db.pool.size:3|g" in sent
     assert "svc.clients.db.pool.in_use:0|g" in sent
     assert not [line for line in sent if "leaked" in line]
@@ -65,7 +54,7 @@ def test_a_connection_left_open_is_a_leak(engine, statsd, caplog):
     with caplog.at_level(logging.WARNING, logger="baseplate.context.pool_watch"):
         server_span = serve(baseplate, lambda context: kept.append(open_and_forget(context)))
 
-    sent = lines(statsd)
+    sent = statsd_lines(statsd)
     assert "svc.clients.db.pool.leaked:1|c" in sent
     assert "svc.clients.db.pool.in_use:1|g" in sent
     [warning] = caplog.records
@@ -77,6 +66,6 @@ def test_a_connection_left_open_is_a_leak(engine, statsd, caplog):
 def test_a_session_closed_at_the_end_of_the_request_leaks_nothing(engine, statsd):
     baseplate = make_baseplate(statsd, "db", SQLAlchemySessionContextFactory(engine))
     serve(baseplate, lambda context: context.db.execute(sqlalchemy.text("select 1")))
-    sent = lines(statsd)
+    sent = statsd_lines(statsd)
     assert "svc.clients.db.pool.in_use:0|g" in sent
     assert not [line for line in sent if "leaked" in line]
