@@ -43,6 +43,11 @@ _tracer: trace.Tracer | None = None
 _service_name: str | None = None
 _router: RoutingSpanProcessor | None = None
 
+#: Whether any span processor besides the bridge's own bookkeeping reads the
+#: spans: an exporter's route, a processor the application or a test added,
+#: or anything on an application's own provider. See :func:`spans_are_read`.
+_spans_read = False
+
 #: Whether the provider's id generator gives a span the (non-zero) ids named
 #: in its :class:`~bridge.creation.SpanRequest`: the bridge's, or the wrapper
 #: around the application's. Set when the provider is installed; callers that
@@ -70,6 +75,31 @@ def _make_tracer() -> trace.Tracer:
     global _tracer  # noqa: PLW0603 - one per process, made lazily
     _tracer = get_tracer_provider().get_tracer(TRACER_NAME)
     return _tracer
+
+
+def spans_are_read() -> bool:
+    """Whether a span recorded now would be read by anything but the bridge itself.
+
+    While nothing reads them (no tracing client, no processor added to the
+    provider), a caller that keeps its own account of a span, as
+    Baseplate's span facade does for its observers, can make it a
+    non-recording span and skip the SDK's work. Any processor added later,
+    through this module or the provider itself, makes spans recorded again.
+    """
+    if _provider is None:
+        get_tracer_provider()
+    return _spans_read
+
+
+class _BridgeTracerProvider(TracerProvider):
+    """The provider the bridge installs: it notes when a processor that reads spans is added."""
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        """Add the processor; spans are recorded from now on unless it is the bridge's own."""
+        global _spans_read  # noqa: PLW0603 - one per process
+        if not isinstance(span_processor, OwnerNotifyingSpanProcessor):
+            _spans_read = True
+        super().add_span_processor(span_processor)
 
 
 def add_span_processor(processor: SpanProcessor) -> None:
@@ -133,14 +163,15 @@ def root_sampler() -> BaseplateSampler | None:
 
 
 def _install() -> TracerProvider:
-    global _provider, keeps_requested_ids  # noqa: PLW0603 - one per process, made lazily
+    global _provider, keeps_requested_ids, _spans_read  # noqa: PLW0603 - one per process, made lazily
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
         _wrap_application_provider(provider)
+        _spans_read = True  # its own processors may read anything
     else:
         resource = Resource.create({SERVICE_NAME: _service_name} if _service_name else {})
-        provider = TracerProvider(
+        provider = _BridgeTracerProvider(
             sampler=BaseplateSampler(),
             id_generator=BaseplateIdGenerator(),
             resource=resource,
@@ -184,12 +215,13 @@ def _wrap_application_provider(provider: TracerProvider) -> None:
 
 def _reset_for_tests() -> None:
     """Forget the provider and let a new global one be installed (tests only)."""
-    global _provider, _tracer, _service_name, _router, keeps_requested_ids  # noqa: PLW0603
+    global _provider, _tracer, _service_name, _router, keeps_requested_ids, _spans_read  # noqa: PLW0603
     shutdown.remove_hook(shutdown_provider)
     with _lock:
         _service_name = None
         _router = None
         keeps_requested_ids = False
+        _spans_read = False
         if _provider is not None:
             _provider.shutdown()
         _provider = None

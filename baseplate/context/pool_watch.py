@@ -16,9 +16,10 @@ counted as ``clients.<name>.pool.leaked``. The pool's size and its
 connections in use are sent as the gauges ``clients.<name>.pool.size`` and
 ``clients.<name>.pool.in_use`` in the request's metrics batch.
 
-Recording a checkout costs a dictionary entry and the code and line of the
-:data:`STACK_DEPTH` innermost frames (about a microsecond): no stack is
-formatted unless a leak is found.
+Recording a checkout costs a dictionary entry. Only a connection still out
+when the client call that took it returns has its caller's stack kept (the
+code and line of the :data:`STACK_DEPTH` innermost frames, the call's
+caller first), and no stack is formatted unless a leak is found.
 
 .. versionadded:: 0.31
 """
@@ -30,8 +31,7 @@ import logging
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
@@ -46,8 +46,20 @@ STACK_DEPTH = 10
 #: Where a connection was checked out: (code, line) of each frame, innermost first.
 Checkout = tuple[tuple[CodeType, int], ...]
 
-#: The server span of the client call running now, if any.
-_calling_for: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+
+class _Call:
+    """A client call running now: whose request it is, and what it has taken so far."""
+
+    __slots__ = ("lent", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        #: (watch, connection id) of each checkout made during the call.
+        self.lent: list[tuple[PoolWatch, int]] = []
+
+
+#: The client call running now, if any.
+_calling: contextvars.ContextVar[_Call | None] = contextvars.ContextVar(
     "baseplate_pool_call", default=None
 )
 
@@ -63,7 +75,8 @@ class PoolWatch:
     def __init__(self, size: Callable[[], int | None], in_use: Callable[[], int]) -> None:
         self.size = size
         self.in_use = in_use
-        #: Connections lent out during requests: id -> (server span, where).
+        #: Connections lent out during requests: id -> (span, where); where is
+        #: empty until the call that took the connection returns without it.
         self._lent: dict[int, tuple[Span, Checkout]] = {}
         self._lock = threading.Lock()
         self._reported: set[Checkout] = set()
@@ -72,11 +85,13 @@ class PoolWatch:
 
     def checked_out(self, connection: object) -> None:
         """The pool lent ``connection``; charge it to the request calling now, if any."""
-        span = _calling_for.get()
-        if span is None:
+        call = _calling.get()
+        if call is None:
             return  # outside a request's call: nobody to charge it to
+        key = id(connection)
         with self._lock:
-            self._lent[id(connection)] = (span, _checkout_stack())
+            self._lent[key] = (call.span, ())
+        call.lent.append((self, key))
 
     def checked_in(self, connection: object) -> None:
         """The pool took ``connection`` back."""
@@ -86,17 +101,20 @@ class PoolWatch:
 
     # -- used by the clients ----------------------------------------------------
 
-    @contextmanager
-    def calls_of(self, span: Span) -> Iterator[None]:
-        """Charge the checkouts made inside this block to ``span``'s request.
+    def calls_of(self, span: Span) -> _Charging:
+        """Charge the checkouts made inside this ``with`` block to ``span``'s request.
 
-        ``span`` is the request's server span or one of its local spans.
+        ``span`` is the request's server span or one of its local spans. A
+        connection taken in the block and still out at its end gets the
+        stack of the block's caller, for the leak report.
         """
-        token = _calling_for.set(span)
-        try:
-            yield
-        finally:
-            _calling_for.reset(token)
+        return _Charging(span)
+
+    def _note_where(self, key: int, where: Checkout) -> None:
+        with self._lock:
+            entry = self._lent.get(key)
+            if entry is not None and not entry[1]:
+                self._lent[key] = (entry[0], where)
 
     def watch_request(self, name: str, span: Span) -> None:
         """Check the request of ``span`` for leaks and send the gauges when it ends.
@@ -159,9 +177,30 @@ def _of_request(span: Span, server_span: ServerSpan) -> bool:
     return span.trace_id == server_span.trace_id and not isinstance(span, ServerSpan)
 
 
-def _checkout_stack() -> Checkout:
-    """Where the pool's caller is: skips this module and the pool's own frame."""
-    frame: FrameType | None = sys._getframe(3)
+class _Charging:
+    """The ``with`` block of :meth:`PoolWatch.calls_of` (a class: it runs on every call)."""
+
+    __slots__ = ("call", "token")
+
+    def __init__(self, span: Span) -> None:
+        self.call = _Call(span)
+
+    def __enter__(self) -> None:
+        self.token = _calling.set(self.call)
+
+    def __exit__(self, *exc_info: object) -> None:
+        _calling.reset(self.token)
+        if self.call.lent:
+            where: Checkout | None = None
+            for watch, key in self.call.lent:
+                if key in watch._lent:
+                    where = where or _caller_stack()
+                    watch._note_where(key, where)
+
+
+def _caller_stack() -> Checkout:
+    """Where the client call was made from: the client's method, then its callers."""
+    frame: FrameType | None = sys._getframe(2)
     found: list[tuple[CodeType, int]] = []
     while frame is not None and len(found) < STACK_DEPTH:
         found.append((frame.f_code, frame.f_lineno))

@@ -193,6 +193,26 @@ class Span:
             provider.get_tracer(), self.name, context, self._kind, request, attributes or None
         )
 
+    def _unrecorded_span(self) -> trace.Span:
+        """An OpenTelemetry span with this span's ids and decision that records nothing."""
+        parent = self._parent
+        parent_span = None if parent is None else parent._otel_span
+        if parent_span is not None:
+            parent_context = parent_span.get_span_context()
+            trace_id = parent_context.trace_id
+            sampled = parent_context.trace_flags.sampled
+        elif self._remote_parent is not None:
+            trace_id = self._remote_parent.trace_id
+            sampled = bool(self.sampled)
+        else:
+            trace_id = self.trace_id or random_id()
+            sampled = bool(self.sampled)
+        if self.flags is not None and self.flags & _DEBUG_FLAG:
+            sampled = True
+        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+        span_context = trace.SpanContext(trace_id, self.id or random_id(), False, flags)
+        return trace.NonRecordingSpan(span_context)
+
     def start(self) -> None:
         """Record the start of the span.
 
@@ -202,14 +222,22 @@ class Span:
         """
         previous = current.get_current()
         parent = self._parent
-        if (
+        plain_child = (
             parent is not None
             and parent._otel_span is not None
             and previous.get(_OTEL_SPAN_KEY) is parent._otel_span
             and not parent._finished
             and self.component_name is None
             and not self.flags
-        ):
+        )
+        if not plain_child:
+            previous = _live_context(previous)
+        if not provider.spans_are_read():
+            # Nothing would read what the SDK records: the observers hear
+            # of this span from the facade, so its OpenTelemetry span only
+            # has to carry its ids (for native children and propagation).
+            otel_span = self._unrecorded_span()
+        elif plain_child:
             # Nearly every span: a plain child started while its open parent
             # is current. The current context is the one to start it in, and
             # the SDK takes the trace id and sampling decision from the parent.
@@ -221,7 +249,6 @@ class Span:
                 creation.SpanRequest(span_id=self.id, route=self.export_route),
             )
         else:
-            previous = _live_context(previous)
             otel_span = self._start_otel_span(previous)
         if not (provider.keeps_requested_ids and self.id and self.trace_id):
             # The application's own provider chose the ids (or zero, which is

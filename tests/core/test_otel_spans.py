@@ -152,3 +152,51 @@ def test_children_follow_the_server_span_decision(baseplate, spans):
 def test_bad_ratio_is_rejected(spans):
     with pytest.raises(ValueError, match="between 0 and 1"):
         provider.root_sampler().root_ratio = 1.5
+
+
+# -- spans nothing reads -------------------------------------------------------
+
+
+@pytest.fixture
+def unread():
+    """A fresh provider with no processor that reads spans (no tracing, no test exporter)."""
+    provider._reset_for_tests()
+    yield
+    provider._reset_for_tests()
+
+
+def test_spans_nothing_reads_are_not_recorded_but_keep_their_ids(unread):
+    from baseplate.testing import RecordingObserver
+
+    baseplate = Baseplate()
+    recorder = RecordingObserver()
+    baseplate.register(recorder)
+    info = TraceInfo.from_upstream(1234, 2345, 3456, True, None)
+    with baseplate.make_server_span(SimpleNamespace(), "handler", info) as server:
+        with server.make_child("call") as child:
+            assert not child.otel_span.is_recording()
+            context = child.otel_span.get_span_context()
+            assert (context.trace_id, context.span_id) == (1234, child.id)
+            assert context.trace_flags.sampled
+            assert trace.get_current_span() is child.otel_span
+        # A library's own span under it is still a child the observers hear of.
+        with trace.get_tracer("a-library").start_as_current_span("native") as native:
+            assert native.get_span_context().trace_id == 1234
+        assert not server.otel_span.is_recording()
+    assert ("handler", "on_child_span_created", "call") in recorder.events
+    assert ("handler", "on_child_span_created", "native") in recorder.events
+    assert ("native", "on_finish", None) in recorder.events
+
+
+def test_spans_are_recorded_once_a_processor_reads_them(unread):
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    baseplate = Baseplate()
+    with baseplate.make_server_span(SimpleNamespace(), "before") as before:
+        assert not before.otel_span.is_recording()
+    exporter = InMemorySpanExporter()
+    trace.get_tracer_provider().add_span_processor(SimpleSpanProcessor(exporter))
+    with baseplate.make_server_span(SimpleNamespace(), "after") as after:
+        assert after.otel_span.is_recording()
+    assert [span.name for span in exporter.get_finished_spans()] == ["after"]
