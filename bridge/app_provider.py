@@ -37,6 +37,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from bridge import creation
+from bridge._otel_internals import tracers_made_by
 from bridge.ids import BaseplateIdGenerator
 from bridge.sampling import BaseplateSampler
 
@@ -213,14 +214,15 @@ def wrap_provider(provider: TracerProvider) -> list[str]:
 def _rewire_tracers(provider: TracerProvider, old_ids: IdGenerator, old_sampler: Sampler) -> None:
     """Give the provider's existing tracers its new id generator and sampler.
 
-    Relies on the SDK's private ``_tracers`` cache (present since 1.2x);
-    without it, tracers made earlier keep the application's originals.
+    Relies on the SDK's private cache of tracers
+    (:func:`bridge._otel_internals.tracers_made_by`); without it, tracers
+    made earlier keep the application's originals.
     """
-    tracers = getattr(provider, "_tracers", None)
-    lock = getattr(provider, "_tracers_lock", None)
-    if not isinstance(tracers, dict) or lock is None:
+    found = tracers_made_by(provider)
+    if found is None:
         logger.info("cannot find the tracers the provider already made; they are not wrapped")
         return
+    tracers, lock = found
     with lock:
         for tracer in tracers.values():
             if getattr(tracer, "id_generator", None) is old_ids:

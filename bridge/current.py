@@ -13,16 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextvars import Token
+from typing import Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+
+from bridge._otel_internals import SPAN_KEY, SUPPRESSION_KEYS, runtime_context_variable
+from bridge.processor import OWNER_KEY
+from bridge.routing import ROUTE_KEY
+
+#: The context key under which a context holds its current span: ``context.get(SPAN_KEY)``
+#: is the cheapest way to ask which span a context makes current.
+CURRENT_SPAN_KEY: Final = SPAN_KEY
+
+_SUPPRESSING: Final = dict.fromkeys(SUPPRESSION_KEYS, True)
 
 
 def _accessors() -> tuple[Callable[[], Context], Callable[[Context], Token[Context]]]:
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    variable = getattr(runtime, "_current_context", None)
-    if type(runtime) is ContextVarsRuntimeContext and variable is not None:
+    variable = runtime_context_variable()
+    if variable is not None:
         return variable.get, variable.set
     return otel_context.get_current, otel_context.attach
 
@@ -30,3 +39,28 @@ def _accessors() -> tuple[Callable[[], Context], Callable[[Context], Token[Conte
 #: ``get_current()``: the current context, as ``opentelemetry.context.get_current``.
 #: ``attach(context)``: make ``context`` current, as ``opentelemetry.context.attach``.
 get_current, attach = _accessors()
+
+
+def enter(
+    previous: Context,
+    span: object,
+    owner: object,
+    route: object,
+    suppress_instrumentation: bool = False,
+) -> None:
+    """Make current a copy of ``previous`` in which ``span`` is the current span.
+
+    The copy also names ``span``'s owner (:data:`bridge.processor.OWNER_KEY`,
+    as ``(span, owner)``) and its export route (:data:`bridge.routing.ROUTE_KEY`).
+    With ``suppress_instrumentation``, OpenTelemetry instrumentations skip
+    the calls made while it is current (the span already traces them). One
+    copy of the context is made, with every key at once: this runs for
+    every span.
+    """
+    merged = dict(previous)
+    merged[SPAN_KEY] = span
+    merged[OWNER_KEY] = (span, owner)
+    merged[ROUTE_KEY] = route
+    if suppress_instrumentation:
+        merged.update(_SUPPRESSING)
+    attach(Context(merged))

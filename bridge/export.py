@@ -35,6 +35,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from bridge._otel_internals import zipkin_v2_encoder
 from bridge.failures import FailureLog, one_line
 from bridge.posix_queues import (
     MSG_MAX_PATH,
@@ -367,24 +368,18 @@ def zipkin_v2_exporter(endpoint: str) -> SpanExporter:
     and ``shared`` the server spans that took their caller's span id.
     """
     from opentelemetry.exporter.zipkin.json import ZipkinExporter
-    from opentelemetry.exporter.zipkin.json.v2 import JsonV2Encoder
-
-    class SchemaConformingEncoder(JsonV2Encoder):
-        reports_shared_spans = True
-
-        def _encode_span(self, span: Any, encoded_local_endpoint: Any) -> dict[str, Any]:
-            encoded: dict[str, Any] = super()._encode_span(span, encoded_local_endpoint)
-            if encoded.get("kind") is None:
-                encoded.pop("kind", None)
-            encoded["duration"] = max(1, encoded.get("duration") or 0)
-            _apply_baseplate_markers(encoded, span.attributes)
-            return encoded
 
     exporter = ZipkinExporter(endpoint=endpoint)
-    exporter.encoder = SchemaConformingEncoder(  # type: ignore[assignment]
-        exporter.encoder.max_tag_value_length
-    )
+    exporter.encoder = zipkin_v2_encoder(exporter.encoder.max_tag_value_length, _conform_to_v2)
     return exporter
+
+
+def _conform_to_v2(encoded: dict[str, Any], span: Any) -> None:
+    """Make one span's Zipkin v2 JSON follow the schema and Baseplate's markers."""
+    if encoded.get("kind") is None:
+        encoded.pop("kind", None)
+    encoded["duration"] = max(1, encoded.get("duration") or 0)
+    _apply_baseplate_markers(encoded, span.attributes)
 
 
 def reports_shared_spans(exporter: SpanExporter) -> bool:

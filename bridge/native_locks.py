@@ -19,12 +19,11 @@ import threading
 import types
 from typing import Any
 
-#: The modules whose per-span locks are made from the module-level name ``threading``.
-SPAN_LOCK_MODULES = (
-    "opentelemetry.sdk.trace",
-    "opentelemetry.sdk.util",
-    "opentelemetry.attributes",
-)
+from bridge import _otel_internals
+
+#: The modules whose per-span locks are made from the module-level name ``threading``
+#: (a private detail of OpenTelemetry, fenced in :mod:`bridge._otel_internals`).
+SPAN_LOCK_MODULES = _otel_internals.SPAN_LOCK_MODULES
 
 
 class _ThreadingWithNativeLock(types.ModuleType):

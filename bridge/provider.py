@@ -27,6 +27,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
 from bridge import shutdown
+from bridge._otel_internals import forget_global_tracer_provider
 from bridge.app_provider import RequestAwareIdGenerator, wrap_provider
 from bridge.ids import BaseplateIdGenerator
 from bridge.processor import OwnerNotifyingSpanProcessor
@@ -226,5 +227,4 @@ def _reset_for_tests() -> None:
             _provider.shutdown()
         _provider = None
         _tracer = None
-        trace._TRACER_PROVIDER = None
-        trace._TRACER_PROVIDER_SET_ONCE = trace.Once()  # type: ignore[attr-defined]
+        forget_global_tracer_provider()

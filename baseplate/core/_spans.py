@@ -21,7 +21,6 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 
 from baseplate.core._observers import ExcInfo, SpanObserver
@@ -36,12 +35,7 @@ logger = logging.getLogger(__name__)
 #: bridge's processor finds the owner of native child spans there, and
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
-_OTEL_SPAN_KEY = _SPAN_KEY
-_ROUTE_KEY = routing.ROUTE_KEY
-_SUPPRESSED = {
-    otel_context._SUPPRESS_INSTRUMENTATION_KEY: True,
-    otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY: True,
-}
+_OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
 _DEBUG_FLAG = 1
 _ID_MASK = 2**64 - 1
 
@@ -259,14 +253,9 @@ class Span:
             self.id = span_context.span_id
         self._otel_span = otel_span
         self._previous_context = previous
-        # One copy of the previous context with every key this span sets.
-        values = dict(previous)
-        values[_OTEL_SPAN_KEY] = otel_span
-        values[_OWNER_KEY] = (otel_span, self)
-        values[_ROUTE_KEY] = self.export_route
-        if self._suppresses_instrumentation:
-            values.update(_SUPPRESSED)
-        current.attach(otel_context.Context(values))
+        current.enter(
+            previous, otel_span, self, self.export_route, self._suppresses_instrumentation
+        )
         for observer in self.observers:
             try:
                 observer.on_start()
