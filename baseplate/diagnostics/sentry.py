@@ -47,11 +47,12 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 if TYPE_CHECKING:
-    from sentry_sdk._types import Event as SdkEvent
+    from sentry_sdk.types import Event as SdkEvent
 
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from baseplate.core._observers import ExcInfo
 from bridge import shutdown
+from bridge._sentry_internals import extras_of, tags_of, user_of
 from bridge.failures import FailureLog, holding_records, one_line, pass_on_at_debug
 
 __all__ = ["SentryBaseplateObserver", "SentryClient", "make_client"]
@@ -131,9 +132,9 @@ class _RavenContext:
         scope = self._client._data_scope()
         # sentry-sdk has no public getters for these.
         return {
-            "user": dict(scope._user or {}),
-            "tags": dict(scope._tags),
-            "extra": dict(scope._extras),
+            "user": dict(user_of(scope) or {}),
+            "tags": dict(tags_of(scope)),
+            "extra": dict(extras_of(scope)),
         }
 
     def clear(self, deactivate: bool | None = None) -> None:
@@ -145,9 +146,9 @@ class _RavenContext:
         client = self._client
         scope = client._data_scope()
         scope.set_user(None)
-        for key in list(scope._tags):
+        for key in list(tags_of(scope)):
             scope.remove_tag(key)
-        for key in list(scope._extras):
+        for key in list(extras_of(scope)):
             scope.remove_extra(key)
         client._set_defaults(scope)
         if client._request is not None:
@@ -212,9 +213,10 @@ class SentryClient:
 
     def _set_defaults(self, scope: Scope) -> None:
         """Add our tags and extra data to ``scope``, where it has none of its own."""
-        scope.set_tags({key: value for key, value in self.tags.items() if key not in scope._tags})
+        existing = tags_of(scope)
+        scope.set_tags({key: value for key, value in self.tags.items() if key not in existing})
         for key, value in self.extra.items():
-            if key not in scope._extras:
+            if key not in extras_of(scope):
                 scope.set_extra(key, value)
 
     def _new_request_scopes(self) -> _RequestScopes:
@@ -335,7 +337,7 @@ class SentryClient:
         """Merge ``data`` into the user of the events (``id``, ``email``, ...)."""
         scope = self._data_scope()
         # Forked scopes share the user dict: replace it, never change it.
-        scope.set_user({**(scope._user or {}), **data})
+        scope.set_user({**(user_of(scope) or {}), **data})
 
     @_never_raises
     def tags_context(self, data: Mapping[str, Any]) -> None:
