@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests.server import free_port
 
@@ -96,9 +97,22 @@ class MemcachedServer:
             process.stderr.close()
 
     def pause(self) -> None:
-        """Freeze the server: connections are still accepted, but nothing is answered."""
+        """Freeze the server: connections are still accepted, but nothing is answered.
+
+        Returns once the kernel shows every thread of the process stopped: a
+        stop signal is delivered asynchronously, and a command sent before it
+        lands would still be answered.
+        """
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            states = [_state(task) for task in tasks.iterdir()]
+            if states and all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.005)
+        raise AssertionError("memcached did not stop within 5 seconds")
 
     def resume(self) -> None:
         assert self.process is not None
@@ -113,3 +127,12 @@ def running_memcached(unix_path: str | None = None) -> Iterator[MemcachedServer]
         yield server.start()
     finally:
         server.stop()
+
+
+def _state(task: Path) -> str:
+    """The scheduler state letter of one thread, from ``/proc/<pid>/task/<tid>/stat``."""
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:
+        return "T"  # gone: it cannot answer either
+    return stat.rsplit(")", 1)[1].split()[0]

@@ -517,6 +517,13 @@ GEVENT_CLIENT = textwrap.dedent(
     )
     pool.set("k", "v", noreply=False)
     os.kill(pid, signal.SIGSTOP)
+    # The stop lands asynchronously: wait until every thread of memcached shows it.
+    tasks = f"/proc/{pid}/task"
+    while not all(
+        open(f"{tasks}/{tid}/stat").read().rsplit(")", 1)[1].split()[0] in "Tt"
+        for tid in os.listdir(tasks)
+    ):
+        gevent.sleep(0.005)
     try:
         with gevent.Timeout(0.2):
             pool.get("k")
