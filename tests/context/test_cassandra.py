@@ -39,7 +39,6 @@ from baseplate.context.cassandra import (
     cluster_from_config,
 )
 from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, SpanObserver
-from baseplate.testing import RecordingObserver
 from tests.context.cql_standin import CQLStandIn, Table
 
 KEYSPACE = "baseplate_test"
@@ -94,11 +93,6 @@ def cluster(standin):
 @pytest.fixture
 def session(cluster):
     return cluster.connect(KEYSPACE)
-
-
-@pytest.fixture
-def recorder():
-    return RecordingObserver()
 
 
 def make_baseplate(recorder, statsd, factory):

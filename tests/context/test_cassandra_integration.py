@@ -23,7 +23,6 @@ from cassandra import InvalidRequest
 from baseplate import metrics_client_from_config
 from baseplate.context.cassandra import CassandraContextFactory, cluster_from_config
 from baseplate.core import Baseplate
-from baseplate.testing import RecordingObserver
 
 HOSTS = os.environ.get("CASSANDRA_HOSTS", "")
 
@@ -46,11 +45,6 @@ def session():
     )
     yield cluster.connect("system")
     cluster.shutdown()
-
-
-@pytest.fixture
-def recorder():
-    return RecordingObserver()
 
 
 @pytest.fixture

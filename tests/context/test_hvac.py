@@ -20,7 +20,6 @@ from baseplate.context.hvac import (
 )
 from baseplate.core import Baseplate
 from baseplate.secrets import SecretsNotAvailableError, SecretsStore
-from baseplate.testing import RecordingObserver
 from tests.secrets.vault_standin import VaultStandin
 
 
@@ -54,11 +53,6 @@ def factory(store):
     factory = HvacContextFactory(store, datetime.timedelta(seconds=2))
     yield factory
     factory.session.close()
-
-
-@pytest.fixture
-def recorder():
-    return RecordingObserver()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from baseplate.context.kombu import (
     exchange_from_config,
 )
 from baseplate.core import Baseplate
-from baseplate.testing import RecordingObserver
 from tests.context.amqp_broker import BROKER_URL, ROUTING_KEY, declared_destination
 
 #: Fail at once when the broker cannot be reached: no retries, a short connect.
@@ -56,11 +55,6 @@ def kombu_pools():
 @pytest.fixture
 def factory(destination, kombu_pools):
     return make_factory(destination.exchange.name)
-
-
-@pytest.fixture
-def recorder():
-    return RecordingObserver()
 
 
 @pytest.fixture

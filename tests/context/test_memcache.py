@@ -26,7 +26,6 @@ from baseplate.context.memcache import (
 )
 from baseplate.context.memcache import lib as memcache_lib
 from baseplate.core import Baseplate
-from baseplate.testing import RecordingObserver
 from tests.context.memcached_server import running_memcached
 
 
@@ -56,11 +55,6 @@ def make_pool(memcached):
 @pytest.fixture
 def pool(make_pool):
     return make_pool()
-
-
-@pytest.fixture
-def recorder():
-    return RecordingObserver()
 
 
 @pytest.fixture

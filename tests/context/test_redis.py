@@ -28,6 +28,7 @@ from baseplate.context.redis import (
 )
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
+from tests.context.serving import statsd_lines
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -61,11 +62,6 @@ def key_for(redis_key, plain) -> Iterator[Callable[[str], str]]:
     yield key_for
     if made:
         plain.delete(*made)
-
-
-@pytest.fixture
-def recorder() -> RecordingObserver:
-    return RecordingObserver()
 
 
 @pytest.fixture
@@ -103,10 +99,6 @@ def child_names(recorder: RecordingObserver, parent: str = "handler") -> list[st
 def finishes(recorder: RecordingObserver, name: str) -> list[object]:
     """The ``exc_info`` of each finish of the spans named ``name``, in order."""
     return [event[2] for event in recorder.events if event[:2] == (name, "on_finish")]
-
-
-def metric_lines(statsd) -> list[str]:
-    return b"\n".join(statsd.received()).decode().split("\n")
 
 
 def assert_lines(lines: list[str], expected: list[str]) -> None:
@@ -290,7 +282,7 @@ def test_each_command_is_timed_and_counted(request_context, statsd, redis_key):
         context.redis.get(redis_key)
 
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.SET:TIMER|ms",
             "svc.clients.redis.GET:TIMER|ms",
@@ -321,7 +313,7 @@ def test_commands_of_several_words_are_joined_with_underscores(request_context, 
         assert isinstance(context.redis.client_list(), list)
         assert context.redis.execute_command(b"PING") == b"PONG"  # no callback for bytes
     assert child_names(recorder) == ["redis.CONFIG_GET", "redis.CLIENT_LIST", "redis.PING"]
-    lines = metric_lines(statsd)
+    lines = statsd_lines(statsd)
     assert "svc.clients.redis.CONFIG_GET.success:1|c" in lines
     assert not any(" " in line for line in lines), lines
 
@@ -347,7 +339,7 @@ def test_a_failed_command_is_a_failure_and_its_error_reaches_the_caller(
     assert exported["handler"].status.status_code is StatusCode.UNSET
 
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.crazycommand:TIMER|ms",
             "svc.clients.redis.PING:TIMER|ms",
@@ -399,7 +391,7 @@ def test_a_pipeline_is_one_span(request_context, recorder, spans, statsd, redis_
     assert pipeline_span.kind is SpanKind.CLIENT
     assert pipeline_span.parent.span_id == spans.get_finished_spans()[-1].context.span_id
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.pipeline_foo:TIMER|ms",
             "svc.server.handler:TIMER|ms",
@@ -503,7 +495,7 @@ def test_the_transaction_helper(request_context, recorder, statsd, redis_key):
         "redis.GET",
     ]
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             *["svc.clients.redis.WATCH:TIMER|ms", "svc.clients.redis.GET:TIMER|ms"],
             "svc.clients.redis.pipeline_transaction:TIMER|ms",
@@ -577,7 +569,7 @@ def test_a_lock_is_a_span_for_each_command(
         assert plain.exists(redis_key) == 0
     assert child_names(recorder) == ["redis.SET", "redis.GET", "redis.EVALSHA", "redis.EVALSHA"]
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.SET:TIMER|ms",
             "svc.clients.redis.GET:TIMER|ms",
@@ -645,7 +637,7 @@ def test_publish_subscribe(request_context, recorder, spans, statsd, redis_key):
         assert span.parent.span_id == server.context.span_id
     # Reading messages is not traced.
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.SUBSCRIBE:TIMER|ms",
             "svc.clients.redis.PUBLISH:TIMER|ms",

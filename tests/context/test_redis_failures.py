@@ -20,6 +20,7 @@ from baseplate import config, metrics
 from baseplate.context.redis import MessageQueue, RedisContextFactory
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
+from tests.context.serving import statsd_lines
 from tests.server import free_port, wait_until
 
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -86,21 +87,12 @@ def pool(server) -> Iterator[redis.ConnectionPool]:
 
 
 @pytest.fixture
-def recorder() -> RecordingObserver:
-    return RecordingObserver()
-
-
-@pytest.fixture
 def baseplate(pool, recorder, statsd) -> Baseplate:
     baseplate = Baseplate()
     baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
     baseplate.register(recorder)
     baseplate.add_to_context("redis", RedisContextFactory(pool))
     return baseplate
-
-
-def metric_lines(statsd) -> list[str]:
-    return b"\n".join(statsd.received()).decode().split("\n")
 
 
 def assert_lines(lines: list[str], expected: list[str]) -> None:
@@ -138,7 +130,7 @@ def test_commands_fail_while_redis_is_down_and_work_when_it_is_back(
         (exc_info,) = finishes(recorder, name)
         assert issubclass(exc_info[0], redis.ConnectionError)
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.GET:TIMER|ms",
             "svc.clients.redis.PING:TIMER|ms",
@@ -157,7 +149,7 @@ def test_commands_fail_while_redis_is_down_and_work_when_it_is_back(
         context.redis.set("key", "again")
         assert context.redis.pipeline("both").get("key").ping().execute() == [b"again", True]
     assert_lines(
-        metric_lines(statsd),
+        statsd_lines(statsd),
         [
             "svc.clients.redis.GET:TIMER|ms",
             "svc.clients.redis.SET:TIMER|ms",

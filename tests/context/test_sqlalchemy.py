@@ -18,7 +18,6 @@ from baseplate.context.sqlalchemy import (
     engine_from_config,
 )
 from baseplate.core import Baseplate
-from baseplate.testing import RecordingObserver
 from tests.context.sqlalchemy_databases import (
     COMMENT,
     SERVERS,
@@ -45,11 +44,6 @@ def engine(database) -> Iterator[Engine]:
     yield engine
     items.drop(engine)
     engine.dispose()
-
-
-@pytest.fixture
-def recorder() -> RecordingObserver:
-    return RecordingObserver()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from baseplate.context.sqlalchemy import (
     engine_from_config,
 )
 from baseplate.core import Baseplate
-from baseplate.testing import RecordingObserver
 from tests.context.sqlalchemy_databases import COMMENT, items, metric_lines, sqlite_database
 
 
@@ -51,11 +50,6 @@ def other_engine(tmp_path) -> Iterator[Engine]:
     engine = make_engine(tmp_path / "other.db")
     yield engine
     engine.dispose()
-
-
-@pytest.fixture
-def recorder() -> RecordingObserver:
-    return RecordingObserver()
 
 
 @pytest.fixture
