@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar, cast
 try:
     import sentry_sdk
     import urllib3
+    from sentry_sdk.envelope import Envelope
     from sentry_sdk.scope import Scope, use_isolation_scope, use_scope
-    from sentry_sdk.transport import HttpTransport
     from sentry_sdk.utils import event_from_exception
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise ImportError(
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from baseplate.core._observers import ExcInfo
 from bridge import shutdown
-from bridge._sentry_internals import extras_of, tags_of, user_of
+from bridge._sentry_internals import WatchedHttpTransport, extras_of, tags_of, user_of
 from bridge.failures import FailureLog, holding_records, one_line, pass_on_at_debug
 
 __all__ = ["SentryBaseplateObserver", "SentryClient", "make_client"]
@@ -463,7 +463,7 @@ class SentryServerSpanObserver(ServerSpanObserver):
 # -- sending, and the end of the process --------------------------------------------
 
 
-class _ReportingTransport(HttpTransport):
+class _ReportingTransport(WatchedHttpTransport):
     """sentry-sdk's HTTP transport, saying once, not per event, that Sentry can't be reached.
 
     sentry-sdk's transport sends each envelope through urllib3, which logs a
@@ -471,7 +471,9 @@ class _ReportingTransport(HttpTransport):
     This one holds urllib3's lines about a send back (passing them on at
     debug level), reports failed sends by :class:`~bridge.failures.FailureLog`'s
     policy and counts them, and keeps track of the events queued and not yet
-    handled: what a shutdown leaves unsent.
+    handled: what a shutdown leaves unsent. It sees each send through the
+    bridge's :class:`~bridge._sentry_internals.WatchedHttpTransport`, which
+    keeps the private method of sentry-sdk it overrides out of this module.
     """
 
     def __init__(self, options: dict[str, Any]) -> None:
@@ -492,16 +494,18 @@ class _ReportingTransport(HttpTransport):
         """Events queued for sending and not sent or dropped yet."""
         return self._waiting
 
-    def capture_envelope(self, envelope: Any) -> None:
+    def capture_envelope(self, envelope: Envelope) -> None:
         """Queue the envelope, counting the event it carries as waiting."""
         self._count(envelope, waiting=1)
         super().capture_envelope(envelope)
 
-    def _send_envelope(self, envelope: Any) -> None:
+    @contextmanager
+    def sending(self, envelope: Envelope) -> Iterator[None]:
+        """Report a failed send once, with urllib3's retry warnings held back."""
         try:
             with holding_records("urllib3.connectionpool") as held:
                 try:
-                    super()._send_envelope(envelope)
+                    yield
                 except (OSError, urllib3.exceptions.HTTPError) as exc:
                     # sentry-sdk recorded the loss; its worker would swallow the error.
                     cause = getattr(exc, "reason", None) or exc
@@ -521,13 +525,13 @@ class _ReportingTransport(HttpTransport):
         elif reason.startswith("status_") and reason != "status_429":
             self._fail(None, reason, f"Sentry answered HTTP {reason.removeprefix('status_')}")
 
-    def _fail(self, envelope: Any, kind: str, why: str) -> None:
+    def _fail(self, envelope: Envelope | None, kind: str, why: str) -> None:
         if envelope is None or envelope.get_event() is not None:
             with self._counts:
                 self.dropped_events += 1
         _failures.report(f"send: {kind}", f"sending to {self.destination} failed: {why}")
 
-    def _count(self, envelope: Any, waiting: int) -> None:
+    def _count(self, envelope: Envelope, waiting: int) -> None:
         if envelope.get_event() is not None:
             with self._counts:
                 self._waiting += waiting
