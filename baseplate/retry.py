@@ -15,9 +15,14 @@ from __future__ import annotations
 import abc
 import itertools
 import math
+import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+# 2.0 ** 1024 no longer fits a float; any cap on the delay has applied long before.
+_MAX_EXPONENT = 1023
 
 
 class RetryPolicy(abc.ABC):
@@ -66,6 +71,10 @@ class RetryPolicy(abc.ABC):
         attempts: int | None = None,
         budget: float | None = None,
         backoff: float | None = None,
+        *,
+        max_delay: float | None = None,
+        jitter: float = 0.0,
+        stop: threading.Event | None = None,
     ) -> RetryPolicy:
         """Create a new retry policy with the given constraints.
 
@@ -79,8 +88,18 @@ class RetryPolicy(abc.ABC):
             backoff between attempts: ``backoff * 2**(attempt - 1)`` is slept
             before each attempt after the first, but never more than what is
             left of the budget.
+        :param max_delay: With ``backoff``: the longest single delay, in seconds.
+        :param jitter: With ``backoff``: the fraction of each delay that is
+            random, from 0 (none, the default) to 1.
+        :param stop: With ``backoff``: an event that, once set, cuts the delay
+            short and ends the attempts.
         :raises ValueError: if ``attempts`` is less than 1, ``budget`` is
-            negative, or ``backoff`` is not positive.
+            negative, ``backoff`` is not positive, or a backoff option is
+            invalid or given without ``backoff``.
+
+        .. versionadded:: 0.31
+           ``max_delay``, ``jitter`` and ``stop``; see
+           :class:`ExponentialBackoffRetryPolicy`.
         """
         policy: RetryPolicy = IndefiniteRetryPolicy()
         if attempts is not None:
@@ -89,7 +108,11 @@ class RetryPolicy(abc.ABC):
             policy = TimeBudgetRetryPolicy(policy, budget)
         if backoff is not None:
             # Outermost, so that it sees the remaining budget and can cut its sleep.
-            policy = ExponentialBackoffRetryPolicy(policy, backoff)
+            policy = ExponentialBackoffRetryPolicy(
+                policy, backoff, max_delay=max_delay, jitter=jitter, stop=stop
+            )
+        elif max_delay is not None or jitter or stop is not None:
+            raise ValueError("max_delay, jitter and stop shape a backoff: give backoff too")
         return policy
 
 
@@ -171,9 +194,17 @@ class TimeBudgetRetryPolicy(RetryPolicy):
 class ExponentialBackoffRetryPolicy(RetryPolicy):
     """Sleep between the attempts of ``policy``, doubling the delay each time.
 
+    This is the one place where Baseplate computes a backoff: the trace
+    publisher and the secrets fetcher use it too.
+
     Nothing is slept before the first attempt; before attempt ``k`` (counting
-    from zero) the policy sleeps ``base * 2**(k - 1)`` seconds with
-    :func:`time.sleep`, so that gevent's monkey-patching makes it cooperative.
+    from zero) the policy sleeps :meth:`sleep_time` seconds: ``base * 2**(k -
+    1)``, at most ``max_delay``, less a random part of up to ``jitter`` of it.
+    It sleeps with :func:`time.sleep`, so that gevent's monkey-patching makes
+    it cooperative, or, given ``stop``, by waiting on that event, so that a
+    process asked to stop ends its retries at once: once ``stop`` is set no
+    further attempt is yielded, not even the first.
+
     When the subpolicy has a budget, the sleep is cut to the time it has left,
     and the time yielded is what remains after the sleep: the lower remaining
     time takes over, and the attempt is still made, as in the original. The
@@ -182,31 +213,94 @@ class ExponentialBackoffRetryPolicy(RetryPolicy):
     the shortest timeout it allows rather than none (a socket timeout of zero
     means "do not block" to :meth:`socket.socket.settimeout`).
 
+    >>> policy = ExponentialBackoffRetryPolicy(IndefiniteRetryPolicy(), 1.0, max_delay=60.0)
+    >>> [policy.delay(attempt) for attempt in range(9)]
+    [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+
     :param policy: The policy to space out, kept as :attr:`subpolicy`.
     :param base: The first delay in seconds; positive and finite.
-    :raises ValueError: if ``base`` is not positive and finite.
+    :param max_delay: The longest delay in seconds, at least ``base``; none
+        by default.
+    :param jitter: The fraction of each delay that is random, from 0 to 1: a
+        delay ``d`` becomes one drawn evenly from ``d * (1 - jitter)`` to
+        ``d``, so that many clients failing together do not retry together.
+        0 (the default) keeps delays exact.
+    :param stop: Wait on this event instead of sleeping, and make no attempt
+        once it is set.
+    :raises ValueError: if ``base`` is not positive and finite, ``max_delay``
+        is less than ``base``, or ``jitter`` is outside 0 to 1.
+
+    .. versionadded:: 0.31
+       ``max_delay``, ``jitter``, ``stop``, :meth:`delay` and :meth:`sleep_time`.
     """
 
     subpolicy: RetryPolicy
     base: float
+    max_delay: float | None
+    jitter: float
+    stop: threading.Event | None
 
-    def __init__(self, policy: RetryPolicy, base: float) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        base: float,
+        *,
+        max_delay: float | None = None,
+        jitter: float = 0.0,
+        stop: threading.Event | None = None,
+    ) -> None:
         if not (base > 0) or math.isinf(base):
             raise ValueError(f"backoff must be a positive number of seconds, not {base!r}")
+        if max_delay is not None and not (max_delay >= base):  # also rejects NaN
+            raise ValueError(
+                f"max_delay must be at least the backoff ({base!r}), not {max_delay!r}"
+            )
+        if not (0 <= jitter <= 1):
+            raise ValueError(f"jitter must be a fraction from 0 to 1, not {jitter!r}")
         object.__setattr__(self, "subpolicy", policy)
         object.__setattr__(self, "base", base)
+        object.__setattr__(self, "max_delay", max_delay)
+        object.__setattr__(self, "jitter", jitter)
+        object.__setattr__(self, "stop", stop)
+
+    def delay(self, attempt: int) -> float:
+        """The longest pause before attempt ``attempt``, counting from zero.
+
+        0 before the first attempt, then ``base * 2**(attempt - 1)``, at most
+        ``max_delay``. Delays are exact; :meth:`sleep_time` adds the jitter.
+        """
+        if attempt < 1:
+            return 0.0
+        delay = self.base * 2.0 ** min(attempt - 1, _MAX_EXPONENT)
+        return delay if self.max_delay is None else min(delay, self.max_delay)
+
+    def sleep_time(self, attempt: int) -> float:
+        """The pause the policy takes before attempt ``attempt``: :meth:`delay` with jitter.
+
+        Without jitter this is :meth:`delay`; with it, a fresh random draw
+        each call. The budget of the subpolicy may still cut it.
+        """
+        delay = self.delay(attempt)
+        if self.jitter:
+            delay *= random.uniform(1.0 - self.jitter, 1.0)
+        return delay
 
     def yield_attempts(self) -> Iterator[float | None]:
         for attempt, remaining in enumerate(self.subpolicy):
-            if attempt == 0:
-                yield remaining
-                continue
-            delay = self.base * 2 ** (attempt - 1)
-            if remaining is None:
-                time.sleep(delay)
-                yield None
-                continue
-            delay = min(delay, remaining)
-            if delay > 0:
-                time.sleep(delay)
-            yield remaining - delay
+            time_left = remaining
+            if attempt:
+                delay = self.sleep_time(attempt)
+                if remaining is not None:
+                    delay = min(delay, remaining)
+                    time_left = remaining - delay
+                if delay > 0:
+                    self._wait(delay)
+            if self.stop is not None and self.stop.is_set():
+                return
+            yield time_left
+
+    def _wait(self, seconds: float) -> None:
+        if self.stop is None:
+            time.sleep(seconds)
+        else:
+            self.stop.wait(seconds)

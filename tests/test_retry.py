@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -78,15 +80,26 @@ def test_budget_clock_starts_when_iteration_starts(clock: FakeClock) -> None:
     assert next(iter(policy)) == pytest.approx(1.0)
 
 
-def test_budget_uses_real_monotonic_clock() -> None:
-    start = time.monotonic()
-    remaining = []
-    for time_remaining in RetryPolicy.new(budget=0.05):
-        remaining.append(time_remaining)
-        time.sleep(0.01)
-    assert time.monotonic() - start >= 0.05
-    assert remaining == sorted(remaining, reverse=True)
-    assert all(0 < r <= 0.05 for r in remaining)
+def test_budget_reads_the_real_monotonic_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every reading this thread takes is recorded, so the times yielded can be
+    # checked against them exactly, with nothing asserted about how long
+    # anything took.
+    real_monotonic = time.monotonic
+    this_thread = threading.get_ident()
+    readings: list[float] = []
+
+    def recorded_monotonic() -> float:
+        now = real_monotonic()
+        if threading.get_ident() == this_thread:
+            readings.append(now)
+        return now
+
+    monkeypatch.setattr(retry.time, "monotonic", recorded_monotonic)
+    policy = TimeBudgetRetryPolicy(IndefiniteRetryPolicy(), budget=3600.0)
+    remaining = list(itertools.islice(policy, 3))
+    start, *later = readings
+    assert len(later) == 2
+    assert remaining == [3600.0] + [3600.0 - (reading - start) for reading in later]
 
 
 def test_backoff_sleeps_double_each_attempt(clock: FakeClock) -> None:
@@ -270,3 +283,145 @@ def test_nested_budgets_yield_the_smaller(clock: FakeClock) -> None:
         remaining.append(time_remaining)
         clock.now += 0.2
     assert remaining == pytest.approx([0.5, 0.3, 0.1])
+
+
+# --- the backoff options: a cap, jitter and a stop event --------------------------
+
+
+def test_max_delay_caps_each_delay(clock: FakeClock) -> None:
+    assert list(RetryPolicy.new(attempts=7, backoff=1.0, max_delay=5.0)) == [None] * 7
+    assert clock.sleeps == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
+def test_delay_is_the_one_backoff_formula() -> None:
+    policy = ExponentialBackoffRetryPolicy(IndefiniteRetryPolicy(), base=1.0, max_delay=60.0)
+    assert [policy.delay(attempt) for attempt in range(9)] == [0, 1, 2, 4, 8, 16, 32, 60, 60]
+    # Far past any float's range, the cap still holds rather than overflowing.
+    assert policy.delay(10_000) == 60.0
+    assert ExponentialBackoffRetryPolicy(IndefiniteRetryPolicy(), base=0.5).delay(3) == 2.0
+
+
+def test_jitter_draws_each_sleep_from_that_fraction_below_the_delay(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draws: list[tuple[float, float]] = []
+
+    def lowest(low: float, high: float) -> float:
+        draws.append((low, high))
+        return low
+
+    monkeypatch.setattr(retry.random, "uniform", lowest)
+    assert list(RetryPolicy.new(attempts=4, backoff=1.0, jitter=0.25)) == [None] * 4
+    assert draws == [(0.75, 1.0)] * 3
+    assert clock.sleeps == [0.75, 1.5, 3.0]
+
+
+def test_jittered_sleeps_stay_within_their_bounds_and_vary() -> None:
+    policy = ExponentialBackoffRetryPolicy(
+        IndefiniteRetryPolicy(), base=1.0, max_delay=60.0, jitter=0.5
+    )
+    for attempt in (1, 4, 20):
+        sleeps = [policy.sleep_time(attempt) for _ in range(200)]
+        assert all(policy.delay(attempt) / 2 <= sleep <= policy.delay(attempt) for sleep in sleeps)
+        assert len(set(sleeps)) > 1
+
+
+def test_without_jitter_sleep_time_is_the_delay() -> None:
+    policy = ExponentialBackoffRetryPolicy(IndefiniteRetryPolicy(), base=0.1)
+    assert [policy.sleep_time(attempt) for attempt in range(4)] == [0.0, 0.1, 0.2, 0.4]
+
+
+def test_budget_still_cuts_a_capped_jittered_sleep(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(retry.random, "uniform", lambda low, high: high)
+    remaining = list(RetryPolicy.new(budget=2.0, backoff=0.5, max_delay=1.0, jitter=0.5))
+    assert clock.sleeps == pytest.approx([0.5, 1.0, 0.5])
+    assert remaining == pytest.approx([2.0, 1.5, 0.5, 0.0])
+
+
+class RecordedEvent(threading.Event):
+    """An event whose waits are recorded and return at once, as if each ran its course."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(0)
+
+
+def test_stop_event_is_waited_on_instead_of_sleeping(clock: FakeClock) -> None:
+    stop = RecordedEvent()
+    assert list(RetryPolicy.new(attempts=4, backoff=0.1, stop=stop)) == [None] * 4
+    assert stop.waits == pytest.approx([0.1, 0.2, 0.4])
+    assert clock.sleeps == []
+
+
+def test_no_attempt_once_stop_is_set(clock: FakeClock) -> None:
+    stop = RecordedEvent()
+    attempts = []
+    for time_remaining in RetryPolicy.new(attempts=5, backoff=0.1, stop=stop):
+        attempts.append(time_remaining)
+        if len(attempts) == 2:
+            stop.set()
+    assert attempts == [None, None]
+    assert stop.waits == pytest.approx([0.1, 0.2])
+
+    assert list(RetryPolicy.new(attempts=5, backoff=0.1, stop=stop)) == []
+
+
+def test_setting_stop_ends_a_long_wait() -> None:
+    stop = threading.Event()
+    first_attempt = threading.Event()
+    attempts: list[float | None] = []
+
+    def retry_for_an_hour() -> None:
+        for time_remaining in RetryPolicy.new(backoff=3600.0, stop=stop):
+            attempts.append(time_remaining)
+            first_attempt.set()
+
+    retrying = threading.Thread(target=retry_for_an_hour)
+    retrying.start()
+    assert first_attempt.wait(10)
+    stop.set()
+    retrying.join(10)
+    assert not retrying.is_alive()
+    assert attempts == [None]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_delay": 0.05}, "max_delay must be at least the backoff"),
+        ({"max_delay": float("nan")}, "max_delay must be at least the backoff"),
+        ({"jitter": -0.1}, "jitter must be a fraction from 0 to 1"),
+        ({"jitter": 1.5}, "jitter must be a fraction from 0 to 1"),
+        ({"jitter": float("nan")}, "jitter must be a fraction from 0 to 1"),
+    ],
+)
+def test_backoff_options_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RetryPolicy.new(backoff=0.1, **options)
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_delay": 1.0}, {"jitter": 0.5}, {"stop": threading.Event()}]
+)
+def test_backoff_options_need_a_backoff(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="give backoff too"):
+        RetryPolicy.new(attempts=3, **options)
+
+
+def test_new_passes_the_backoff_options_on() -> None:
+    stop = threading.Event()
+    assert RetryPolicy.new(
+        attempts=3, backoff=0.1, max_delay=1.0, jitter=0.5, stop=stop
+    ) == ExponentialBackoffRetryPolicy(
+        MaximumAttemptsRetryPolicy(IndefiniteRetryPolicy(), 3),
+        0.1,
+        max_delay=1.0,
+        jitter=0.5,
+        stop=stop,
+    )
