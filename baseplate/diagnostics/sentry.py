@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import os
 import random
+import subprocess
 import sys
 import threading
 import weakref
@@ -616,8 +617,18 @@ def _as_event_processor(processor: Any, client: SentryClient) -> EventProcessor:
     return hook
 
 
+#: Seconds ``git rev-parse`` may take: it reads a few files, but a slow disk
+#: or a loaded machine must not hold up the application's start for long.
+GIT_TIMEOUT = 2.0
+
+
 def _git_revision(module_name: str) -> str | None:
-    """The commit checked out where ``module_name`` lives, read from ``.git`` files."""
+    """The commit checked out in the git repository ``module_name`` lives in.
+
+    Asks ``git rev-parse HEAD`` in the module's directory, as git finds the
+    repository above it (worktrees included). None when the module has no
+    file, git is not installed or the directory is not in a repository.
+    """
     try:
         module = sys.modules.get(module_name)
         origin = getattr(module, "__file__", None)
@@ -626,36 +637,21 @@ def _git_revision(module_name: str) -> str | None:
             origin = spec.origin if spec is not None else None
         if origin is None:
             return None
-        for directory in Path(origin).resolve().parents:
-            git = directory / ".git"
-            if git.is_file():  # a worktree: "gitdir: <path>"
-                git = (directory / git.read_text().split(":", 1)[1].strip()).resolve()
-            if git.is_dir():
-                return _resolve_head(git)
-    except (OSError, ValueError, IndexError, ImportError):
-        logger.debug("could not find the git revision of %s", module_name, exc_info=True)
-    return None
-
-
-def _resolve_head(git: Path) -> str | None:
-    head = (git / "HEAD").read_text().strip()
-    if not head.startswith("ref:"):
-        return head or None
-    ref = head[4:].strip()
-    common = git
-    commondir = git / "commondir"
-    if commondir.is_file():
-        common = (git / commondir.read_text().strip()).resolve()
-    for base in (git, common):
-        if (base / ref).is_file():
-            return (base / ref).read_text().strip() or None
-    packed = common / "packed-refs"
-    if packed.is_file():
-        for line in packed.read_text().splitlines():
-            sha, _, name = line.partition(" ")
-            if name == ref:
-                return sha
-    return None
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(origin).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
+        )
+    except (OSError, ValueError, ImportError, subprocess.TimeoutExpired):
+        logger.debug("could not ask git for the revision of %s", module_name, exc_info=True)
+        return None
+    if result.returncode != 0:
+        logger.debug("no git revision for %s: %s", module_name, result.stderr.strip())
+        return None
+    return result.stdout.strip()
 
 
 def make_client(
@@ -684,8 +680,9 @@ def make_client(
         ``SENTRY_DSN`` environment variable is not consulted).
     :param site: Added to every event as the ``site`` tag.
     :param environment: The environment the application runs in.
-    :param release: The release; by default the git commit checked out where
-        ``module_name`` lives, else what sentry-sdk finds.
+    :param release: The release; by default ``SENTRY_RELEASE``, else the git
+        commit checked out where ``module_name`` lives (``git rev-parse
+        HEAD``), else what sentry-sdk finds.
     :param module_name: The application's root module.
     :param include_paths: Module prefixes that are the application's own
         code (sentry-sdk's ``in_app_include``).

@@ -9,8 +9,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -635,8 +639,6 @@ def test_environment_and_paths(reporters, sentry_server):
 
 
 def test_sentry_sdk_is_set_up_without_global_hooks(reporters):
-    import sys
-
     hook = sys.excepthook
     reporters()
     assert sys.excepthook is hook
@@ -646,47 +648,111 @@ def test_sentry_sdk_is_set_up_without_global_hooks(reporters):
 # -- the release, from the application's git checkout ---------------------------
 
 
-def write_checkout(root, head: str, refs: dict[str, str] | None = None, packed: str = ""):
-    git = root / ".git"
-    (git / "refs" / "heads").mkdir(parents=True)
-    (git / "HEAD").write_text(head + "\n")
-    for name, sha in (refs or {}).items():
-        (git / name).write_text(sha + "\n")
-    if packed:
-        (git / "packed-refs").write_text(packed)
-    package = root / "src" / "myservice"
+def git(directory: Path, *args: str) -> str:
+    """Run git in ``directory`` as a test's author; its output, stripped."""
+    environment = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    return subprocess.run(
+        ["git", *args], cwd=directory, env=environment, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def add_service(root: Path, name: str = "myservice") -> Path:
+    """An application package under ``root/src``; returns its directory."""
+    package = root / "src" / name
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    return package / "__init__.py"
+    return package
 
 
-@pytest.mark.parametrize(
-    ("head", "refs", "packed"),
-    [
-        ("ref: refs/heads/main", {"refs/heads/main": "a" * 40}, ""),
-        ("ref: refs/heads/main", {}, f"# pack-refs with: peeled\n{'a' * 40} refs/heads/main\n"),
-        ("a" * 40, {}, ""),
-    ],
-    ids=["loose-ref", "packed-ref", "detached"],
-)
-def test_release_is_the_checked_out_commit(tmp_path, monkeypatch, head, refs, packed):
-    module_file = write_checkout(tmp_path, head, refs, packed)
-    monkeypatch.setitem(sys_modules(), "myservice", SimpleNamespace(__file__=str(module_file)))
+def release_of(monkeypatch, package: Path) -> str | None:
+    """The default release of a reporter whose application module is ``package``."""
+    name = f"release_test_{package.parent.parent.name}"
+    monkeypatch.setitem(sys.modules, name, SimpleNamespace(__file__=str(package / "__init__.py")))
+    release: str | None = make_client("", module_name=name).sdk_client.options["release"]
+    return release
+
+
+@pytest.fixture
+def repository(tmp_path, monkeypatch) -> Path:
+    """A git repository with one commit of an application package, and no SENTRY_RELEASE."""
     monkeypatch.delenv("SENTRY_RELEASE", raising=False)
-    reporter = make_client("", module_name="myservice")
-    assert reporter.sdk_client.options["release"] == "a" * 40
+    # git looks no higher than tmp_path's parent, whatever holds it.
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    root = tmp_path / "checkout"
+    add_service(root)
+    git(tmp_path, "init", "--quiet", "--initial-branch=main", str(root))
+    git(root, "add", "src")
+    git(root, "commit", "--quiet", "--message=first")
+    return root
+
+
+@pytest.mark.parametrize("checkout", ["branch", "packed-refs", "detached"])
+def test_release_is_the_checked_out_commit(repository, monkeypatch, checkout):
+    first = git(repository, "rev-parse", "HEAD")
+    git(repository, "commit", "--quiet", "--allow-empty", "--message=second")
+    if checkout == "packed-refs":
+        git(repository, "pack-refs", "--all")
+        assert not (repository / ".git" / "refs" / "heads" / "main").exists()
+    elif checkout == "detached":
+        git(repository, "checkout", "--quiet", "--detach", first)
+    expected = first if checkout == "detached" else git(repository, "rev-parse", "main")
+    assert release_of(monkeypatch, repository / "src" / "myservice") == expected
+
+
+def test_release_in_a_worktree_is_the_worktree_commit(repository, tmp_path, monkeypatch):
+    main = git(repository, "rev-parse", "HEAD")
+    worktree = tmp_path / "worktree"
+    git(repository, "worktree", "add", "--quiet", "-b", "feature", str(worktree))
+    git(worktree, "commit", "--quiet", "--allow-empty", "--message=feature")
+    feature = git(worktree, "rev-parse", "HEAD")
+    assert feature != main
+    assert release_of(monkeypatch, worktree / "src" / "myservice") == feature
+    assert release_of(monkeypatch, repository / "src" / "myservice") == main
+
+
+@pytest.fixture
+def outside_repositories(tmp_path, monkeypatch) -> None:
+    """No SENTRY_RELEASE, and a working directory in no repository.
+
+    sentry-sdk guesses a release of its own, from the working directory's
+    checkout, when none is given.
+    """
+    monkeypatch.delenv("SENTRY_RELEASE", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("outside_repositories")
+def test_no_release_outside_a_repository(tmp_path, monkeypatch):
+    assert release_of(monkeypatch, add_service(tmp_path / "plain")) is None
+
+
+@pytest.mark.usefixtures("outside_repositories")
+def test_no_release_in_a_repository_without_commits(tmp_path, monkeypatch):
+    root = tmp_path / "empty"
+    package = add_service(root)
+    git(tmp_path, "init", "--quiet", str(root))
+    assert release_of(monkeypatch, package) is None
+
+
+@pytest.mark.usefixtures("outside_repositories")
+def test_no_release_without_git(repository, tmp_path, monkeypatch):
+    nowhere = tmp_path / "bin"
+    nowhere.mkdir()
+    monkeypatch.setenv("PATH", str(nowhere))
+    assert release_of(monkeypatch, repository / "src" / "myservice") is None
 
 
 def test_sentry_release_variable_wins(monkeypatch):
     monkeypatch.setenv("SENTRY_RELEASE", "v1.2.3")
     reporter = make_client("", module_name=__name__)
     assert reporter.sdk_client.options["release"] == "v1.2.3"
-
-
-def sys_modules() -> dict[str, Any]:
-    import sys
-
-    return sys.modules
 
 
 def test_misuse_of_raven_calls_is_logged_not_raised(spans, reporters, sentry_server, caplog):
