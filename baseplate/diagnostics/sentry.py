@@ -593,7 +593,11 @@ def _before_send_chain(
             except Exception:
                 # Sending the event unprocessed could leak what the processor
                 # was there to scrub: drop it instead.
-                logger.exception("sentry processor %r failed; event dropped", processor)
+                _failures.report(
+                    f"processor: {processor!r}",
+                    f"sentry processor {processor!r} failed; event dropped",
+                    exc_info=sys.exc_info(),
+                )
                 return None
             if result is None:
                 return None

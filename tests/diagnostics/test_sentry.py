@@ -565,12 +565,16 @@ def test_processors_can_modify_and_drop_events(reporters, sentry_server):
     assert event["extra"]["client_is_reporter"] is True
 
 
-def test_failing_processor_drops_the_event(reporters, sentry_server, caplog):
+def test_failing_processor_drops_the_event_and_is_logged_once(reporters, sentry_server, caplog):
     reporter = reporters(processors="tests.diagnostics.test_sentry.failing_processor")
-    with caplog.at_level(logging.ERROR, logger=sentry_module.__name__):
+    with caplog.at_level(logging.DEBUG, logger=sentry_module.__name__):
         reporter.captureMessage("unprocessed")
+        reporter.captureMessage("unprocessed again")
     assert received(reporter, sentry_server) == []
-    assert "processor" in caplog.text
+    lines = [r for r in caplog.records if "failing_processor" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.ERROR, logging.DEBUG]
+    assert "processor bug" in caplog.text  # the first one's traceback
+    assert "(2 times so far)" in lines[1].getMessage()
 
 
 def test_processors_that_cannot_be_imported_are_a_configuration_error(sentry_server):
