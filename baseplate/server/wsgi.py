@@ -28,6 +28,7 @@ from typing import Any
 from gevent import pywsgi
 
 from baseplate import config
+from baseplate._importer import import_object
 from baseplate.server._graceful import (
     ConnectionTracker,
     GracefulStop,
@@ -44,17 +45,7 @@ error_logger = logging.getLogger("baseplate.server.wsgi")
 
 
 def _import_class(text: str) -> type:
-    module_name, colon, name = text.partition(":")
-    if not colon:
-        module_name, _, name = text.rpartition(".")
-    if not module_name or not name:
-        raise ValueError("expected a full class name, such as 'package.module.Class'")
-    import importlib
-
-    try:
-        value = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import {text}: {exc}") from None
+    value = import_object(text)
     if not (isinstance(value, type) and issubclass(value, pywsgi.WSGIHandler)):
         raise ValueError(f"{text} is not a subclass of gevent.pywsgi.WSGIHandler")
     return value
