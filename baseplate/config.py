@@ -52,6 +52,7 @@ __all__ = [
     "Optional",
     "Parser",
     "Percent",
+    "Seconds",
     "SpecParser",
     "String",
     "Timespan",
@@ -435,6 +436,28 @@ def Timespan(text: str) -> datetime.timedelta:
         raise ValueError("expected a whole number and a unit, such as '3 seconds'")
     unit = match["unit"].lower() + "s"
     return datetime.timedelta(**{unit: int(match["count"])})
+
+
+def Seconds(text: str) -> float:
+    """A duration in seconds, as a :class:`float`.
+
+    The text is a number of seconds (``30``, ``0.5``) or a :func:`Timespan`
+    (``30 seconds``, ``250 milliseconds``), so that an option can take
+    either. Negative durations are an error; an option that cannot take zero
+    or infinity must check for them.
+
+    .. versionadded:: 0.31
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = Timespan(text).total_seconds()
+        except ValueError:
+            raise ValueError("expected seconds, such as '30' or '30 seconds'") from None
+    if not value >= 0:  # also rejects NaN
+        raise ValueError("must not be negative")
+    return value
 
 
 def Base64(text: str) -> bytes:

@@ -335,6 +335,37 @@ def test_timespan_rejects_bad_input(text: str) -> None:
         assert_rejected(config.Timespan, text)
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("30", 30.0),
+        ("0.5", 0.5),
+        ("0", 0.0),
+        ("250 milliseconds", 0.25),
+        ("5 minutes", 300.0),
+        ("0 seconds", 0.0),
+        ("inf", float("inf")),
+    ],
+)
+def test_seconds_are_numbers_or_timespans(text: str, value: float) -> None:
+    parsed = parse_one(config.Seconds, text)
+    assert parsed == value
+    assert isinstance(parsed, float)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("soon", "expected seconds, such as '30' or '30 seconds'"),
+        ("1.5 hours", "expected seconds, such as '30' or '30 seconds'"),
+        ("-1", "must not be negative"),
+        ("nan", "must not be negative"),
+    ],
+)
+def test_seconds_reject_bad_input_saying_why(text: str, error: str) -> None:
+    assert assert_rejected(config.Seconds, text).endswith(error)
+
+
 def test_base64() -> None:
     assert parse_one(config.Base64, "  aGVsbG8=\n") == b"hello"
     assert config.Base64("aHVudGVyMg==") == b"hunter2"

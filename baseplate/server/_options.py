@@ -7,32 +7,13 @@ from typing import Any
 
 from baseplate import config
 
-
-def seconds(text: str) -> float:
-    """A non-negative duration: a number of seconds (``30``) or a timespan (``30 seconds``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        try:
-            value = config.Timespan(text).total_seconds()
-        except ValueError:
-            raise ValueError("expected seconds, such as '30' or '30 seconds'") from None
-    if not value >= 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def positive_integer(text: str) -> int:
-    """A whole number greater than zero."""
-    value = config.Integer(text)
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
-
+# baseplate.server.thrift's names for the config module's parsers.
+seconds = config.Seconds
+positive_integer = config.at_least(1)
 
 COMMON_SPEC: dict[str, Any] = {
-    "max_concurrency": config.Optional(positive_integer),
-    "stop_timeout": config.Optional(seconds, default=0.0),
+    "max_concurrency": config.Optional(config.at_least(1)),
+    "stop_timeout": config.Optional(config.Seconds, default=0.0),
 }
 
 
