@@ -28,13 +28,11 @@ fetcher's page in the documentation describes every key.
 from __future__ import annotations
 
 import argparse
-import configparser
 import contextlib
 import datetime
 import json
 import logging
 import os
-import random
 import re
 import subprocess
 import sys
@@ -48,6 +46,8 @@ from typing import Any, TypeVar
 import requests
 
 from baseplate import config
+from baseplate._ini import ConfigFileError, read_config, section_options
+from baseplate.retry import ExponentialBackoffRetryPolicy, IndefiniteRetryPolicy
 
 try:
     import hvac
@@ -97,6 +97,10 @@ MAX_REFRESH_DELAY = 3600.0
 #: Exponential backoff after failures, in seconds: 1, 2, 4 ... up to 60.
 RETRY_INITIAL_DELAY = 1.0
 RETRY_MAX_DELAY = 60.0
+# The waits after failures: see retry_delay.
+_RETRY_BACKOFF = ExponentialBackoffRetryPolicy(
+    IndefiniteRetryPolicy(), RETRY_INITIAL_DELAY, max_delay=RETRY_MAX_DELAY, jitter=0.5
+)
 #: How long the callback may run before it is killed, in seconds.
 CALLBACK_TIMEOUT = 60.0
 
@@ -178,16 +182,15 @@ def parse_fetcher_config(raw_config: Mapping[str, str]) -> config.ConfigNamespac
 def load_config(path: str) -> config.ConfigNamespace:
     """Read and parse the ``[secret-fetcher]`` section of the INI file at ``path``.
 
-    :raises OSError: The file could not be read.
-    :raises baseplate.config.ConfigurationError: The section is missing, or
-        an option in it is missing or invalid.
+    The file is read as every Baseplate INI file is: keys lower-cased, values
+    taken literally (no interpolation).
+
+    :raises ConfigFileError: The file cannot be read or parsed, or has no
+        ``[secret-fetcher]`` section; the message is one line naming the file.
+    :raises baseplate.config.ConfigurationError: An option is missing or invalid.
     """
-    parser = configparser.ConfigParser(interpolation=None)
-    with open(path, encoding="utf-8") as config_file:
-        parser.read_file(config_file)
-    if not parser.has_section(CONFIG_SECTION):
-        raise config.ConfigurationError(CONFIG_SECTION, f"no [{CONFIG_SECTION}] section in {path}")
-    return parse_fetcher_config(dict(parser.items(CONFIG_SECTION)))
+    parser = read_config(path)
+    return parse_fetcher_config(section_options(parser, path, CONFIG_SECTION))
 
 
 # -- timing ---------------------------------------------------------------------
@@ -216,14 +219,15 @@ def refresh_delay(ttls: Iterable[float]) -> float:
 def retry_delay(failures: int) -> float:
     """The longest wait before retrying after ``failures`` consecutive failures.
 
-    The fetcher waits a random time between half this and this, so that a
-    fleet of fetchers does not hit a recovering Vault all at once::
+    The backoff is :class:`baseplate.retry.ExponentialBackoffRetryPolicy`'s,
+    capped at :data:`RETRY_MAX_DELAY`. The fetcher waits a random time between
+    half this and this, so that a fleet of fetchers does not hit a recovering
+    Vault all at once::
 
         >>> [retry_delay(n) for n in (1, 2, 3, 7, 8)]
         [1.0, 2.0, 4.0, 60.0, 60.0]
     """
-    exponent = min(max(failures, 1) - 1, 32)
-    return min(RETRY_MAX_DELAY, RETRY_INITIAL_DELAY * 2.0**exponent)
+    return _RETRY_BACKOFF.delay(max(failures, 1))
 
 
 # -- the secrets file -----------------------------------------------------------
@@ -615,7 +619,7 @@ class SecretFetcher:
             delay = self.refresh()
         except Exception as exc:
             self.failures += 1
-            delay = random.uniform(0.5, 1.0) * retry_delay(self.failures)
+            delay = _RETRY_BACKOFF.sleep_time(self.failures)
             if isinstance(exc, FetchError):
                 logger.error(
                     "could not refresh secrets (failure %d), keeping %s; retrying in %.1fs: %s",
@@ -662,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         cfg = load_config(args.config_file)
-    except (OSError, configparser.Error, config.ConfigurationError) as exc:
+    except (ConfigFileError, config.ConfigurationError) as exc:
         logger.error("bad configuration: %s", exc)
         return 2
 

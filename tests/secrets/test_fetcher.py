@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from baseplate._ini import ConfigFileError
 from baseplate.config import ConfigurationError
 from baseplate.secrets import SecretsStore
 from baseplate.secrets import fetcher as fetcher_module
@@ -188,8 +189,21 @@ def test_load_config_reads_the_section(tmp_path):
 def test_load_config_without_the_section(tmp_path):
     path = tmp_path / "fetcher.ini"
     path.write_text("[app:main]\nfoo = bar\n")
-    with pytest.raises(ConfigurationError, match="secret-fetcher"):
+    with pytest.raises(ConfigFileError) as info:
         load_config(str(path))
+    assert str(info.value) == f"{path}: no [secret-fetcher] section"
+
+
+def test_load_config_reads_keys_as_every_ini_file_does(tmp_path):
+    path = tmp_path / "fetcher.ini"
+    path.write_text("[secret-fetcher]\nVault.URL = https://vault:8200/\nvault.Role = r\n")
+    cfg = load_config(str(path))
+    assert (cfg.vault.url, cfg.vault.role) == ("https://vault:8200/", "r")
+
+
+def test_load_config_names_the_file_it_cannot_read(tmp_path):
+    with pytest.raises(ConfigFileError, match=r"nope\.ini: cannot read the file"):
+        load_config(str(tmp_path / "nope.ini"))
 
 
 # -- authentication -------------------------------------------------------------
@@ -670,3 +684,19 @@ def test_cli_bad_config(tmp_path):
     result = _run_cli("--once", str(ini))
     assert result.returncode == 2
     assert "vault.url" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[app:main]\nfoo = bar\n", "no [secret-fetcher] section"),
+        ("vault.url = x\n", "line 1: text before the first [section]"),
+    ],
+)
+def test_cli_bad_file_is_one_line_naming_it(tmp_path, text, problem):
+    ini = tmp_path / "fetcher.ini"
+    ini.write_text(text)
+    result = _run_cli("--once", str(ini))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.endswith(f"bad configuration: {ini}: {problem}")
