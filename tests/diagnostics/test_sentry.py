@@ -26,7 +26,12 @@ from baseplate import error_reporter_from_config
 from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics import sentry as sentry_module
-from baseplate.diagnostics.sentry import SentryBaseplateObserver, SentryClient, make_client
+from baseplate.diagnostics.sentry import (
+    SentryBaseplateObserver,
+    SentryClient,
+    make_client,
+    reset_state,
+)
 
 FLUSH_TIMEOUT = 10.0
 
@@ -134,11 +139,12 @@ def sentry_server():
 
 @pytest.fixture(autouse=True)
 def _sentry_state():
-    """Each test starts and ends with sentry-sdk's scopes as they were.
+    """Each test starts with fresh reporters' state, and ends with sentry-sdk's scopes as they were.
 
     The reporters are never sentry-sdk's global client; this checks it and
     puts back the thread's isolation and current scopes.
     """
+    reset_state()
     isolation, current = Scope.get_isolation_scope(), Scope.get_current_scope()
     yield
     Scope.set_isolation_scope(isolation)
@@ -770,3 +776,18 @@ def test_misuse_of_raven_calls_is_logged_not_raised(spans, reporters, sentry_ser
     assert [event["logentry"]["message"] for event in received(reporter, sentry_server)] == [
         "still works"
     ]
+
+
+def test_reset_state_logs_the_next_failure_as_the_first(reporters, caplog):
+    reporter = reporters()
+
+    def misuse() -> list[int]:
+        caplog.clear()
+        assert reporter.captureMessage("bad data", data={"tags": "not a dict"}) is None
+        return [record.levelno for record in caplog.records]
+
+    with caplog.at_level(logging.DEBUG, logger=sentry_module.__name__):
+        assert misuse() == [logging.ERROR]
+        assert misuse() == [logging.DEBUG]
+        reset_state()
+        assert misuse() == [logging.ERROR]
