@@ -1,8 +1,10 @@
-"""Access to the wire-format reference cases produced by the original Baseplate.
+"""The wire-format reference cases produced by the original Baseplate.
 
-The cases live in ``../shared/vectors`` beside the checkout; ``tests/vectors``
-holds a copy for machines without it (``test_vectors_copy_is_current`` keeps
-the two in step).
+The cases are the project's data and live in ``tests/vectors/``, one JSON
+file per topic; every test reads them from there, on every machine, and a
+missing or broken file fails the tests that need it.
+``tests/test_vectors_data.py`` checks that the copy is complete and
+well-formed; ``scripts/refresh-vectors`` copies a newer set in.
 """
 
 from __future__ import annotations
@@ -13,17 +15,11 @@ from typing import Any
 
 import pytest
 
-TESTS_DIR = Path(__file__).parent
-VENDORED_DIR = TESTS_DIR / "vectors"
-SHARED_DIR = TESTS_DIR.parent.parent / "shared" / "vectors"
-
-
-def vectors_dir() -> Path:
-    return SHARED_DIR if SHARED_DIR.is_dir() else VENDORED_DIR
+VECTORS_DIR = Path(__file__).parent / "vectors"
 
 
 def load(topic: str) -> dict[str, Any]:
-    with (vectors_dir() / f"{topic}.json").open(encoding="utf-8") as f:
+    with (VECTORS_DIR / f"{topic}.json").open(encoding="utf-8") as f:
         result: dict[str, Any] = json.load(f)
     return result
 
