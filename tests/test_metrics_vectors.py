@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from typing import Any
 
 import pytest
 
 from baseplate import metrics_client_from_config
+from baseplate.core import Baseplate
 from tests import vectors
-
-OBSERVER_OPS = {"server_span", "child", "finish", "log_error_object"}
-HAS_CORE = importlib.util.find_spec("baseplate.core") is not None
 
 
 class CaseRunner:
@@ -61,8 +58,6 @@ class CaseRunner:
     op_counter = op_gauge = op_histogram = op_timer = _call_metric
 
     def op_server_span(self, op: dict[str, Any]) -> None:
-        from baseplate.core import Baseplate
-
         baseplate = Baseplate()
         baseplate.configure_metrics(self.client)
         span = baseplate.make_server_span(_Context(), op["name"])
@@ -99,8 +94,6 @@ class _Context:
 
 @pytest.mark.parametrize("case", vectors.cases("metrics"))
 def test_metrics_vector(case, statsd, clock):
-    if not HAS_CORE and any(op["op"] in OBSERVER_OPS for op in case["ops"]):
-        pytest.skip("the metrics observer arrives with baseplate.core (issue 4)")
     endpoint = case.get("endpoint", statsd.endpoint)
     client = metrics_client_from_config(
         {"metrics.namespace": case["namespace"], "metrics.endpoint": endpoint}

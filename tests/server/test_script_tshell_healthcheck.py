@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import time
 
 import pytest
 
@@ -266,11 +264,6 @@ def test_wsgi_unhealthy_service_prints_the_status(servers, health_dir):
 
 @pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
 def test_nothing_listening_is_unhealthy(health_dir, protocol):
-    if (
-        protocol == "thrift"
-        and importlib.util.find_spec("baseplate.thrift.BaseplateService") is None
-    ):
-        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
     result = healthcheck(health_dir, protocol, f"127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "refused" in one_line(result.stdout)
@@ -278,21 +271,16 @@ def test_nothing_listening_is_unhealthy(health_dir, protocol):
 
 @pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
 def test_a_silent_service_times_out(health_dir, protocol):
-    if (
-        protocol == "thrift"
-        and importlib.util.find_spec("baseplate.thrift.BaseplateService") is None
-    ):
-        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)
-        started = time.monotonic()
+        # Without a working --timeout the check would wait on the silent service
+        # until healthcheck()'s own deadline stopped the process.
         result = healthcheck(
             health_dir, protocol, f"127.0.0.1:{silent.getsockname()[1]}", "--timeout", "0.5"
         )
-        assert time.monotonic() - started < 20
     assert result.returncode == 1
-    assert "timed out" in one_line(result.stdout)
+    assert "timed out after 0.5 seconds" in one_line(result.stdout)
 
 
 def test_a_bad_endpoint_is_unhealthy(health_dir):
@@ -301,20 +289,12 @@ def test_a_bad_endpoint_is_unhealthy(health_dir):
     assert "bad endpoint 'localhost:port'" in one_line(result.stdout)
 
 
-@pytest.fixture
-def thrift_service_available():
-    if importlib.util.find_spec("baseplate.thrift.BaseplateService") is None:
-        pytest.skip("baseplate.thrift.BaseplateService has not been generated yet")
-
-
-@pytest.mark.usefixtures("thrift_service_available")
 def test_thrift_healthy_service_prints_ok(servers, health_dir):
     server = servers.start("thrift-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
     result = healthcheck(health_dir, "thrift", server.address())
     assert (result.returncode, result.stdout) == (0, "OK!\n")
 
 
-@pytest.mark.usefixtures("thrift_service_available")
 def test_thrift_healthy_service_on_a_unix_socket(servers, health_dir):
     path = str(health_dir / "thrift.sock")
     server = servers.start("thrift-true.ini", "--bind", path, cwd=health_dir)
@@ -323,7 +303,6 @@ def test_thrift_healthy_service_on_a_unix_socket(servers, health_dir):
     assert (result.returncode, result.stdout) == (0, "OK!\n")
 
 
-@pytest.mark.usefixtures("thrift_service_available")
 def test_thrift_unhealthy_service_says_so(servers, health_dir):
     server = servers.start("thrift-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
     result = healthcheck(health_dir, "thrift", server.address())
