@@ -203,7 +203,13 @@ def test_configuration_error() -> None:
     error = ConfigurationError("a.b", "bad")
     assert (error.key, error.error) == ("a.b", "bad")
     assert str(error) == "a.b: bad"
-    assert isinstance(error, Exception)
+    # What parse_config raises for a bad value: exactly this class (callers
+    # catch it by name), with the full dotted key and the rejected value.
+    with pytest.raises(ConfigurationError) as info:
+        config.parse_config({"a.b": "x"}, {"a": {"b": config.Integer}})
+    assert type(info.value) is ConfigurationError
+    assert (info.value.key, info.value.error) == ("a.b", "invalid value 'x': not a whole number")
+    assert str(info.value) == "a.b: invalid value 'x': not a whole number"
 
 
 # Value types.
