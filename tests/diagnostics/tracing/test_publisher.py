@@ -27,8 +27,9 @@ import posix_ipc
 import pytest
 
 from baseplate import config
+from baseplate._ini import ConfigFileError
 from baseplate.config import Endpoint
-from baseplate.diagnostics.tracing import publisher as publisher_module
+from baseplate.diagnostics.tracing import _publisher_cli
 from baseplate.diagnostics.tracing.publisher import (
     Batcher,
     Delivery,
@@ -928,7 +929,7 @@ def test_cli_explains_a_queue_it_cannot_create(
 
 def parse_section(**keys: str) -> dict[str, object]:
     raw = {"zipkin_api_url": "http://zipkin:9411/api/v1", **keys}
-    return config.parse_config(raw, publisher_module._CONFIG_SPEC)
+    return config.parse_config(raw, _publisher_cli._CONFIG_SPEC)
 
 
 def test_config_defaults() -> None:
@@ -970,6 +971,41 @@ def test_bad_values_name_their_key(key: str, text: str) -> None:
     assert info.value.key == key
 
 
+def test_bad_durations_say_why() -> None:
+    with pytest.raises(config.ConfigurationError, match="must be a positive duration"):
+        parse_section(retry_backoff="0 seconds")
+    with pytest.raises(config.ConfigurationError, match="expected seconds, such as '30'"):
+        parse_section(shutdown_timeout="soon")
+
+
+def test_section_is_read_as_every_ini_file_is(tmp_path: Path) -> None:
+    path = tmp_path / "publisher.ini"
+    path.write_text(
+        "[DEFAULT]\nmetrics.namespace = tp\n\n"
+        "[trace-publisher]\nZipkin_API_URL = http://z/api/v1\nrate = 5%\n"
+    )
+    section, raw = _publisher_cli._read_section(str(path), "main")
+    assert section == "trace-publisher"
+    assert raw == {"metrics.namespace": "tp", "zipkin_api_url": "http://z/api/v1", "rate": "5%"}
+
+
+def test_unreadable_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "nope.ini")
+    with pytest.raises(ConfigFileError) as info:
+        _publisher_cli._read_section(path, "main")
+    assert str(info.value).startswith(f"{path}: cannot read the file")
+
+
+def test_the_split_module_still_offers_every_name() -> None:
+    from baseplate.diagnostics.tracing import publisher
+
+    assert (publisher.MAX_MESSAGE_SIZE, publisher.MAX_QUEUE_SIZE) == (102400, 10000)
+    assert (publisher.DEFAULT_MAX_BATCH_SIZE, publisher.MAX_BATCH_AGE) == (512000, 1.0)
+    assert publisher.POLL_INTERVAL == 0.2
+    assert publisher.USER_AGENT == "baseplate-trace-publisher/1.0"
+    assert publisher.main is _publisher_cli.main
+
+
 def test_zipkin_api_url_is_required() -> None:
     with pytest.raises(config.ConfigurationError, match="zipkin_api_url: required"):
-        config.parse_config({}, publisher_module._CONFIG_SPEC)
+        config.parse_config({}, _publisher_cli._CONFIG_SPEC)

@@ -1,0 +1,160 @@
+"""The trace publisher's configuration (its INI section) and its command line.
+
+:mod:`baseplate.diagnostics.tracing.publisher` documents the options, and
+runs :func:`main` when run with ``python -m``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+from collections.abc import Sequence
+from types import FrameType
+
+from baseplate import config, metrics_client_from_config
+from baseplate._ini import ConfigFileError, read_config, section_options
+from baseplate.diagnostics.tracing._publisher_batching import DEFAULT_MAX_BATCH_SIZE, Batcher
+from baseplate.diagnostics.tracing._publisher_http import ZipkinPoster, logger, parse_api_url
+from baseplate.diagnostics.tracing._publisher_loop import Publisher
+from baseplate.message_queue import MessageQueue, MessageQueueError
+
+#: The largest message, in bytes, the publisher asks for when it creates the queue.
+MAX_MESSAGE_SIZE = 102400
+
+#: How many messages the publisher asks room for when it creates the queue.
+MAX_QUEUE_SIZE = 10000
+
+
+def _positive_seconds(text: str) -> float:
+    """A duration the publisher can wait for: more than zero, and finite."""
+    value = config.Seconds(text)
+    if value == 0 or math.isinf(value):
+        raise ValueError("must be a positive duration")
+    return value
+
+
+_CONFIG_SPEC: config.ConfigSpec = {
+    "zipkin_api_url": parse_api_url,
+    "post_timeout": config.Optional(_positive_seconds, 3.0),
+    "max_batch_size": config.Optional(config.at_least(3), DEFAULT_MAX_BATCH_SIZE),
+    "retry_limit": config.Optional(config.at_least(1), 10),
+    "retry_backoff": config.Optional(_positive_seconds, 0.1),
+    "max_pending_batches": config.Optional(config.at_least(1), 20),
+    "shutdown_timeout": config.Optional(_positive_seconds, 5.0),
+    "queue": {
+        "max_messages": config.Optional(config.at_least(1), MAX_QUEUE_SIZE),
+        "max_message_size": config.Optional(config.at_least(1), MAX_MESSAGE_SIZE),
+    },
+}
+"""The keys of a ``[trace-publisher:NAME]`` section (besides ``metrics.*``)."""
+
+
+def _read_section(path: str, queue_name: str) -> tuple[str, dict[str, str]]:
+    """The ``[trace-publisher:NAME]`` section of the INI file, or ``[trace-publisher]``.
+
+    :raises ConfigFileError: The file cannot be read or parsed, or has neither section.
+    """
+    parser = read_config(path)
+    for section in (f"trace-publisher:{queue_name}", "trace-publisher"):
+        if parser.has_section(section):
+            return section, section_options(parser, path, section)
+    raise ConfigFileError(
+        path,
+        f"no [trace-publisher:{queue_name}] section"
+        " (nor a [trace-publisher] section to fall back on)",
+    )
+
+
+def _build_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m baseplate.diagnostics.tracing.publisher",
+        description="Read spans from the POSIX queue /traces-NAME and post them to Zipkin.",
+    )
+    parser.add_argument(
+        "config_file",
+        help="an INI file with a [trace-publisher:NAME] (or [trace-publisher]) section",
+    )
+    parser.add_argument(
+        "--queue-name",
+        default="main",
+        metavar="NAME",
+        help="read /traces-NAME, configured by [trace-publisher:NAME] (default: %(default)s)",
+    )
+    parser.add_argument("--debug", action="store_true", help="log at debug level")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sidecar (``python -m baseplate.diagnostics.tracing.publisher``).
+
+    Returns the exit status: 0 after a stop by SIGTERM or SIGINT, 1 when it
+    cannot start (bad configuration, a queue it cannot open).
+    """
+    args = _build_arg_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        section, raw_config = _read_section(args.config_file, args.queue_name)
+    except ConfigFileError as exc:
+        logger.error("%s", exc)
+        return 1
+    try:
+        cfg = config.parse_config(raw_config, _CONFIG_SPEC)
+        metrics = metrics_client_from_config(raw_config)
+    except config.ConfigurationError as exc:
+        logger.error("[%s] %s", section, exc)
+        return 1
+
+    queue_path = f"/traces-{args.queue_name}"
+    try:
+        queue = MessageQueue(queue_path, cfg.queue.max_messages, cfg.queue.max_message_size)
+    except MessageQueueError as exc:
+        logger.error(
+            "cannot open queue %s: %s. The queue is created with queue.max_messages=%d and"
+            " queue.max_message_size=%d unless it already exists: raise the system's limits"
+            " (/proc/sys/fs/mqueue/msg_max and msgsize_max, `ulimit -q`), set lower values"
+            " for those keys in [%s], or start the application first so that it creates"
+            " the queue",
+            queue_path,
+            exc,
+            cfg.queue.max_messages,
+            cfg.queue.max_message_size,
+            section,
+        )
+        return 1
+
+    poster = ZipkinPoster(
+        cfg.zipkin_api_url,
+        metrics,
+        post_timeout=cfg.post_timeout,
+        retry_limit=cfg.retry_limit,
+        retry_backoff=cfg.retry_backoff,
+    )
+    publisher = Publisher(
+        queue,
+        Batcher(cfg.max_batch_size),
+        poster,
+        metrics,
+        max_pending_batches=cfg.max_pending_batches,
+        shutdown_timeout=cfg.shutdown_timeout,
+    )
+
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # No logging here: writing to stderr from a signal handler can collide
+        # with a write the main thread was in the middle of.
+        received.append(signal.Signals(signum).name)
+        publisher.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    logger.info("publishing spans from %s to %s", queue_path, poster.url)
+    with queue:
+        publisher.run()
+    logger.info("stopped by %s", received[0] if received else "request")
+    return 0

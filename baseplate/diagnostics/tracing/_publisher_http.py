@@ -1,0 +1,163 @@
+"""The trace publisher's HTTP poster: one batch of spans to a Zipkin v1 API, with retries.
+
+The backoff between attempts is :class:`baseplate.retry.ExponentialBackoffRetryPolicy`'s;
+:mod:`baseplate.diagnostics.tracing.publisher` documents this part.
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import logging
+import threading
+import urllib.parse
+
+from baseplate.diagnostics.tracing._publisher_batching import SpanBatch
+from baseplate.metrics import BaseClient
+from baseplate.retry import RetryPolicy
+
+# Every part of the sidecar logs through this logger, under its public
+# module's name as in the original.
+logger = logging.getLogger("baseplate.diagnostics.tracing.publisher")
+
+#: Sent with every POST.
+USER_AGENT = "baseplate-trace-publisher/1.0"
+
+
+def parse_api_url(text: str) -> str:
+    """Check that ``text`` is a Zipkin API base URL the poster can post to, and return it.
+
+    :raises ValueError: It is not ``http://`` or ``https://`` with a host, or
+        it has a query or a fragment.
+    """
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL, such as http://zipkin:9411/api/v1")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return text
+
+
+class Delivery(enum.Enum):
+    """What became of a batch handed to :meth:`ZipkinPoster.post`."""
+
+    SENT = "sent"
+    """Zipkin accepted it (a 2xx response)."""
+
+    REJECTED = "rejected"
+    """Zipkin refused it for good (a response that is neither 2xx nor 5xx)."""
+
+    FAILED = "failed"
+    """Every attempt the policy allowed met a 5xx or an IO error."""
+
+
+class ZipkinPoster:
+    """Posts batches of spans to a Zipkin v1 API.
+
+    Each batch goes to ``<api_url>/spans`` as the body of a POST with
+    ``User-Agent: baseplate-trace-publisher/1.0`` and ``Content-Type:
+    application/json``, each attempt on a new connection and limited to
+    ``post_timeout`` seconds per connect or read. Server errors (5xx) and IO
+    errors are retried, up to ``retry_limit`` attempts in all, sleeping
+    ``retry_backoff``, then twice that, and so on, between them; any other
+    non-2xx response is final.
+
+    Metrics, under the client's namespace: a ``post`` timer for every
+    attempt, counters ``error.http`` and ``error.io`` for every failed one,
+    and ``sent``, increased by the number of spans, for every batch
+    accepted. Failed attempts are logged at warning level.
+
+    Instances are safe to share between threads.
+
+    :param api_url: The Zipkin API's base URL, such as
+        ``http://zipkin:9411/api/v1``.
+    :raises ValueError: ``api_url`` is not an ``http`` or ``https`` URL, or a
+        limit is not positive.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        metrics: BaseClient,
+        *,
+        post_timeout: float = 3.0,
+        retry_limit: int = 10,
+        retry_backoff: float = 0.1,
+    ) -> None:
+        try:
+            parse_api_url(api_url)
+        except ValueError as exc:
+            raise ValueError(f"{api_url!r}: {exc}") from None
+        self.url = api_url.rstrip("/") + "/spans"
+        parts = urllib.parse.urlsplit(self.url)
+        if not post_timeout > 0:
+            raise ValueError(f"post_timeout must be positive, not {post_timeout!r}")
+        if retry_limit < 1:
+            raise ValueError(f"retry_limit must be at least 1, not {retry_limit!r}")
+        if not retry_backoff > 0:
+            raise ValueError(f"retry_backoff must be positive, not {retry_backoff!r}")
+        self._connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        self._netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials do not go in Host
+        self._target = parts.path
+        self.metrics = metrics
+        self.post_timeout = post_timeout
+        self.retry_limit = retry_limit
+        self.retry_backoff = retry_backoff
+
+    def retry_policy(self, stop: threading.Event | None = None) -> RetryPolicy:
+        """The usual policy: ``retry_limit`` attempts with backoff, ending early on ``stop``.
+
+        Setting ``stop`` cuts a pause short and prevents any further attempt,
+        so that a publisher asked to stop is not held up by a long backoff.
+        """
+        return RetryPolicy.new(attempts=self.retry_limit, backoff=self.retry_backoff, stop=stop)
+
+    def post(self, batch: SpanBatch, policy: RetryPolicy | None = None) -> Delivery:
+        """Post ``batch``, attempting as often as ``policy`` allows.
+
+        ``policy`` defaults to :meth:`retry_policy`. When it yields a time
+        budget, an attempt's timeout is the smaller of that and
+        ``post_timeout``. Never raises for a network or HTTP failure.
+        """
+        for time_remaining in policy or self.retry_policy():
+            timeout = self.post_timeout
+            if time_remaining is not None:
+                timeout = min(timeout, time_remaining)
+            try:
+                with self.metrics.timer("post"):
+                    status, reason, body = self._attempt(batch.payload, timeout)
+            except (OSError, http.client.HTTPException) as exc:
+                self.metrics.counter("error.io").increment()
+                logger.warning("posting %d spans to %s failed: %r", batch.count, self.url, exc)
+                continue
+            if 200 <= status < 300:
+                self.metrics.counter("sent").increment(batch.count)
+                return Delivery.SENT
+            self.metrics.counter("error.http").increment()
+            logger.warning(
+                "posting %d spans to %s failed: HTTP %d %s: %r",
+                batch.count,
+                self.url,
+                status,
+                reason,
+                body[:500],
+            )
+            if status < 500:
+                return Delivery.REJECTED
+        return Delivery.FAILED
+
+    def _attempt(self, payload: bytes, timeout: float) -> tuple[int, str, bytes]:
+        connection = self._connection_class(self._netloc, timeout=timeout)
+        try:
+            connection.request(
+                "POST",
+                self._target,
+                body=payload,
+                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            return response.status, response.reason, response.read()
+        finally:
+            connection.close()
