@@ -1,0 +1,1 @@
+"""Targeting: which inputs of a ``variant()`` call an experiment applies to."""
