@@ -15,12 +15,14 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Iterator
+from types import TracebackType
 
 import pytest
 import redis
 import requests
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from baseplate import metrics_client_from_config
 from baseplate.core import Baseplate, RecordedSpanError, ServerSpan, TraceInfo
@@ -28,6 +30,8 @@ from baseplate.testing import RecordingObserver
 
 REDIS_HOST = "127.0.0.1"
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
 @pytest.fixture
@@ -95,6 +99,33 @@ def assert_timer(lines: list[str], name: str) -> None:
 
 def events_of(recorder: RecordingObserver, span_name: str) -> list[tuple]:
     return [event for event in recorder.events if event[0] == span_name]
+
+
+def finish_exc_info(recorder: RecordingObserver, span_name: str) -> ExcInfo | None:
+    """The exc_info of the one ``on_finish`` the observers got for ``span_name``."""
+    finishes = [event for event in events_of(recorder, span_name) if event[1] == "on_finish"]
+    assert len(finishes) == 1, recorder.events
+    return finishes[0][2]
+
+
+def innermost(tb: TracebackType | None) -> TracebackType | None:
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def assert_is_the_raised_exception(exc_info: ExcInfo | None, raised: BaseException) -> None:
+    """The observers got the exception the library raised, not a stand-in for it.
+
+    Same type (not a RecordedSpanError subclass of the same name), same
+    object, and a traceback that ends in the frame that raised it.
+    """
+    assert exc_info is not None
+    assert exc_info[0] is type(raised)
+    assert not issubclass(exc_info[0], RecordedSpanError)
+    assert exc_info[1] is raised
+    assert exc_info[2] is not None
+    assert innermost(exc_info[2]) is innermost(raised.__traceback__)
 
 
 # -- A1, A2: requests ----------------------------------------------------------
@@ -208,20 +239,19 @@ def test_redis_spans_are_children_of_the_request(spans, service, redis_client, r
 
 
 def test_failed_requests_call_is_a_failure(spans, service, instrumented_requests, closed_port_url):
-    with service.server_span("get_thing"), pytest.raises(requests.ConnectionError):
+    with service.server_span("get_thing"), pytest.raises(requests.ConnectionError) as raised:
         requests.get(closed_port_url, timeout=10)
 
     finished = spans.get_finished_spans()
     native = only(finished, "GET")
     assert native.status.status_code is StatusCode.ERROR
-    assert any(event.name == "exception" for event in native.events)
+    [recorded] = [event for event in native.events if event.name == "exception"]
+    assert recorded.attributes["exception.type"] == "requests.exceptions.ConnectionError"
+    assert recorded.attributes["exception.message"] == str(raised.value)
 
-    finishes = [event for event in service.recorder.events if event[:2] == ("GET", "on_finish")]
-    assert len(finishes) == 1
-    exc_info = finishes[0][2]
-    assert exc_info is not None
-    assert isinstance(exc_info[1], requests.ConnectionError | RecordedSpanError)
-    assert issubclass(exc_info[0], requests.ConnectionError | RecordedSpanError)
+    # The span ended while the instrumentation handled the error: the
+    # observers get that very exception, with its traceback.
+    assert_is_the_raised_exception(finish_exc_info(service.recorder, "GET"), raised.value)
     # The server span itself finished normally: the application handled the error.
     assert ("get_thing", "on_finish", None) in service.recorder.events
 
@@ -235,18 +265,65 @@ def test_failed_requests_call_is_a_failure(spans, service, instrumented_requests
 def test_failed_redis_command_is_a_failure(spans, service, redis_client, redis_key):
     redis_client.set(redis_key, "not a number")
     spans.clear()
-    with service.server_span("bump"), pytest.raises(redis.ResponseError):
+    with service.server_span("bump"), pytest.raises(redis.ResponseError) as raised:
         redis_client.incr(redis_key)
 
     native = only(spans.get_finished_spans(), "INCRBY")
     assert native.status.status_code is StatusCode.ERROR
-    finishes = [event for event in service.recorder.events if event[:2] == ("INCRBY", "on_finish")]
-    assert len(finishes) == 1
-    exc_info = finishes[0][2]
-    assert exc_info is not None
-    assert isinstance(exc_info[1], redis.ResponseError | RecordedSpanError)
+    assert_is_the_raised_exception(finish_exc_info(service.recorder, "INCRBY"), raised.value)
+    assert str(raised.value) == "value is not an integer or out of range"
     lines = service.metric_lines()
     assert "svc.clients.redis.127_0_0_1.INCRBY.failure:1|c" in lines
+
+
+def test_exception_recorded_after_it_was_handled_arrives_as_a_stand_in(spans, service):
+    """Nothing is being raised when the span ends: a RecordedSpanError named after it."""
+    with service.server_span("work"):
+        span = trace.get_tracer("library").start_span("native")
+        try:
+            raise KeyError("gone")
+        except KeyError as exc:
+            span.record_exception(exc)
+        span.end()
+
+    exc_info = finish_exc_info(service.recorder, "native")
+    assert exc_info is not None
+    error_class, error, tb = exc_info
+    assert issubclass(error_class, RecordedSpanError)
+    assert error_class is not RecordedSpanError
+    assert error_class.__name__ == "KeyError"
+    assert type(error) is error_class
+    assert str(error) == "'gone'"
+    assert tb is None
+
+
+def test_another_exception_being_handled_is_not_taken_for_the_recorded_one(spans, service):
+    with service.server_span("work"):
+        span = trace.get_tracer("library").start_span("native")
+        span.record_exception(KeyError("recorded"))
+        try:
+            raise ValueError("unrelated, and live when the span ends")
+        except ValueError:
+            span.end()
+
+    error_class, error, tb = finish_exc_info(service.recorder, "native")
+    assert issubclass(error_class, RecordedSpanError)
+    assert error_class.__name__ == "KeyError"
+    assert str(error) == "'recorded'"
+    assert tb is None
+
+
+def test_error_status_without_an_exception_arrives_as_recorded_span_error(spans, service):
+    with service.server_span("work"):
+        span = trace.get_tracer("library").start_span("native")
+        span.set_status(Status(StatusCode.ERROR, "the library said so"))
+        span.end()
+
+    error_class, error, tb = finish_exc_info(service.recorder, "native")
+    assert error_class is RecordedSpanError
+    assert type(error) is RecordedSpanError
+    assert str(error) == "the library said so"
+    assert tb is None
 
 
 # -- A5: suppression inside client spans, not inside local spans ---------------
