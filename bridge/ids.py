@@ -14,7 +14,14 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from bridge import creation
 
-MAX_ID = 2**64 - 1
+#: Ids are 64-bit: every Baseplate id is below this.
+ID_LIMIT = 2**64
+#: The largest id; also the mask that keeps an id's low 64 bits (of a 128-bit
+#: W3C trace id, say), which is what Baseplate headers and Zipkin records carry.
+MAX_ID = ID_LIMIT - 1
+#: Baseplate's debug flag (in a trace's ``flags``): the trace is sampled
+#: whatever the sampler says.
+DEBUG_FLAG = 1
 
 
 def random_id() -> int:

@@ -47,6 +47,8 @@ from opentelemetry.propagators.textmap import (
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from bridge.ids import DEBUG_FLAG, ID_LIMIT, MAX_ID
+
 __all__ = [
     "HTTP_HEADERS",
     "THRIFT_HEADERS",
@@ -65,9 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_ID_LIMIT = 2**64
-_LOW_64_BITS = _ID_LIMIT - 1
-_FLAG_DEBUG = 1  # Baseplate's debug flag: the trace is sampled whatever the sampler says.
 
 HeaderValue = str | bytes
 HeaderMapping = (
@@ -171,7 +170,7 @@ def _parse_int(header: str, value: str) -> int:
         number = int(value)
     except ValueError:
         raise InvalidTraceHeaders(header, value, "not a decimal integer") from None
-    if not 0 <= number < _ID_LIMIT:
+    if not 0 <= number < ID_LIMIT:
         raise InvalidTraceHeaders(header, value, "out of the range [0, 2**64)")
     return number
 
@@ -276,7 +275,7 @@ class BaseplatePropagator(TextMapPropagator):
             # full trace id and trace state: keep it.
             return context
 
-        debug = upstream.flags is not None and bool(upstream.flags & _FLAG_DEBUG)
+        debug = upstream.flags is not None and bool(upstream.flags & DEBUG_FLAG)
         span_context = SpanContext(
             trace_id=upstream.trace_id,
             span_id=upstream.span_id,
@@ -305,7 +304,7 @@ class BaseplatePropagator(TextMapPropagator):
         parent = getattr(span, "parent", None)
         parent_id = parent.span_id if isinstance(parent, SpanContext) else 0
         names = self._names
-        setter.set(carrier, names.trace[0], str(span_context.trace_id & _LOW_64_BITS))
+        setter.set(carrier, names.trace[0], str(span_context.trace_id & MAX_ID))
         setter.set(carrier, names.parent[0], str(parent_id))
         setter.set(carrier, names.span[0], str(span_context.span_id))
         setter.set(carrier, names.sampled[0], "1" if span_context.trace_flags.sampled else "0")
@@ -376,7 +375,7 @@ def _names_same_span(parent: SpanContext, upstream: UpstreamTrace) -> bool:
     return (
         parent.is_valid
         and parent.span_id == upstream.span_id
-        and parent.trace_id & _LOW_64_BITS == upstream.trace_id
+        and parent.trace_id & MAX_ID == upstream.trace_id
     )
 
 

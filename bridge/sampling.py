@@ -19,8 +19,8 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE, TraceState
 from opentelemetry.util.types import Attributes
 
 from bridge import creation
+from bridge.ids import ID_LIMIT
 
-_ID_RANGE = 2**64
 _SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE)
 _RECORDED = SamplingResult(Decision.RECORD_ONLY)
 
@@ -48,7 +48,7 @@ class BaseplateSampler(Sampler):
         if not 0.0 <= ratio <= 1.0:
             raise ValueError(f"root sampling ratio must be between 0 and 1, not {ratio!r}")
         self._root_ratio = ratio
-        self._bound = round(ratio * _ID_RANGE)
+        self._bound = round(ratio * ID_LIMIT)
 
     def should_sample(
         self,
@@ -72,9 +72,9 @@ class BaseplateSampler(Sampler):
             bound = self._bound
             route = None if request is None else request.route
             if route is not None and route.root_ratio is not None:
-                bound = round(route.root_ratio * _ID_RANGE)
+                bound = round(route.root_ratio * ID_LIMIT)
             # The low 64 bits are random for Baseplate and W3C ids alike.
-            sampled = (trace_id % _ID_RANGE) < bound
+            sampled = (trace_id % ID_LIMIT) < bound
         state = parent.trace_state if has_parent else trace_state
         if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.

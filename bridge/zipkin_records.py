@@ -16,6 +16,8 @@ from typing import Any
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
+from bridge.ids import MAX_ID
+
 #: The attribute naming a local span's component; also the Zipkin key.
 LOCAL_COMPONENT_ATTRIBUTE = "lc"
 #: The attribute marking a span of a trace with Baseplate's debug flag.
@@ -25,7 +27,6 @@ DEBUG_ATTRIBUTE = "baseplate.debug"
 #: it ``shared``; the original's records had no such field and leave it out.
 SHARED_ATTRIBUTE = "baseplate.shared"
 
-_ID_MASK = 2**64 - 1
 _ANNOTATIONS = {
     SpanKind.SERVER: ("sr", "ss"),
     SpanKind.CONSUMER: ("sr", "ss"),
@@ -85,7 +86,7 @@ class ZipkinRecordEncoder:
             binary_annotations.append({"key": "debug", "value": True, "endpoint": endpoint})
 
         return {
-            "traceId": context.trace_id & _ID_MASK,
+            "traceId": context.trace_id & MAX_ID,
             "name": span.name,
             "id": context.span_id,
             "timestamp": start,
@@ -133,7 +134,7 @@ class ZipkinRecordEncoder:
 
         parent_id = span.parent.span_id if span.parent is not None else 0
         return (
-            f'{{"traceId": {context.trace_id & _ID_MASK}, "name": {_dumps(span.name)}, '
+            f'{{"traceId": {context.trace_id & MAX_ID}, "name": {_dumps(span.name)}, '
             f'"id": {context.span_id}, "timestamp": {start}, "duration": {duration}, '
             f'"annotations": [{annotations}], "binaryAnnotations": [{", ".join(binary)}], '
             f'"parentId": {parent_id}}}'

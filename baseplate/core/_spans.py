@@ -26,7 +26,7 @@ from opentelemetry.util.types import AttributeValue
 from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
 from bridge import creation, current, processor, provider, routing
-from bridge.ids import random_id
+from bridge.ids import DEBUG_FLAG, MAX_ID, random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE, SHARED_ATTRIBUTE
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
-_DEBUG_FLAG = 1
-_ID_MASK = 2**64 - 1
 
 #: How many times an observer raised; the first failure of each observer
 #: method is logged with its traceback, the rest at debug level.
@@ -138,7 +136,7 @@ class Span:
     def _start_otel_span(self, previous: otel_context.Context) -> trace.Span:
         """Start the OpenTelemetry span in the general case (see :meth:`start`)."""
         parent = self._parent
-        debug = self.flags is not None and self.flags & _DEBUG_FLAG
+        debug = self.flags is not None and self.flags & DEBUG_FLAG
         if parent is not None and parent._otel_span is not None:
             context = previous
             if previous.get(_OTEL_SPAN_KEY) is not parent._otel_span:
@@ -201,7 +199,7 @@ class Span:
         else:
             trace_id = self.trace_id or random_id()
             sampled = bool(self.sampled)
-        if self.flags is not None and self.flags & _DEBUG_FLAG:
+        if self.flags is not None and self.flags & DEBUG_FLAG:
             sampled = True
         flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
         span_context = trace.SpanContext(trace_id, self.id or random_id(), False, flags)
@@ -249,7 +247,7 @@ class Span:
             # invalid to OpenTelemetry, was replaced): follow them, so that
             # what is propagated downstream matches the exported trace.
             span_context = otel_span.get_span_context()
-            self.trace_id = span_context.trace_id & _ID_MASK
+            self.trace_id = span_context.trace_id & MAX_ID
             self.id = span_context.span_id
         self._otel_span = otel_span
         self._previous_context = previous
@@ -519,7 +517,7 @@ class NativeServerSpan(_NativeSpan, ServerSpan):
         span_context = span.get_span_context()
         parent = span.parent
         super().__init__(
-            span_context.trace_id & _ID_MASK,
+            span_context.trace_id & MAX_ID,
             None if parent is None else parent.span_id,
             span_context.span_id,
             span_context.trace_flags.sampled,

@@ -18,8 +18,8 @@ from opentelemetry import trace
 
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from baseplate.core._observers import ExcInfo
+from bridge.ids import MAX_ID
 
-_ID_MASK = 2**64 - 1
 _factory_lock = threading.Lock()
 _installed_factory: Any = None
 
@@ -36,7 +36,7 @@ def _install_record_factory() -> None:
             record = wrapped(*args, **kwargs)
             span_context = trace.get_current_span().get_span_context()
             if span_context.is_valid:
-                record.trace_id = str(span_context.trace_id & _ID_MASK)
+                record.trace_id = str(span_context.trace_id & MAX_ID)
                 record.span_id = str(span_context.span_id)
             else:
                 record.trace_id = record.span_id = ""
