@@ -13,11 +13,20 @@ from benchmarks import (
     metrics_throughput,
     span_overhead,
     thrift_server,
-    trace_export,
+    trace_export_request_path,
+    trace_export_throughput,
     wsgi,
 )
 
-BENCHMARKS = [metrics_throughput, span_overhead, trace_export, wsgi, thrift_server, clients]
+BENCHMARKS = [
+    metrics_throughput,
+    span_overhead,
+    trace_export_throughput,
+    trace_export_request_path,
+    wsgi,
+    thrift_server,
+    clients,
+]
 
 
 def main() -> None:
