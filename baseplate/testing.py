@@ -19,8 +19,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver, Span
-from baseplate.core._observers import ExcInfo
+from baseplate.core import BaseplateObserver, ExcInfo, ServerSpan, ServerSpanObserver, Span
 from bridge import provider
 
 

@@ -35,8 +35,7 @@ from pyramid.response import Response
 
 from baseplate import config, metrics_client_from_config, tracing_client_from_config
 from baseplate.context import ContextFactory
-from baseplate.core import Baseplate, ServerSpan, ServerSpanObserver
-from baseplate.core._observers import ExcInfo
+from baseplate.core import Baseplate, ExcInfo, ServerSpan, ServerSpanObserver
 from baseplate.integration.pyramid import BaseplateConfigurator
 
 logger = logging.getLogger(__name__)

@@ -12,24 +12,9 @@ from typing import Any
 
 from baseplate.core import BaseplateObserver, LocalSpan, ServerSpan, Span, SpanObserver
 
-
-class ContextFactory:
-    """An interface for adding stuff to the context object.
-
-    Objects implementing this interface can be passed to
-    :meth:`~baseplate.core.Baseplate.add_to_context`. The return value of
-    :meth:`make_object_for_context` will be added to the context object with
-    the name specified in ``add_to_context``.
-    """
-
-    def make_object_for_context(self, name: str, span: Span) -> Any:
-        """Return an object that can be added to the context object.
-
-        :param name: The attribute it will be set as.
-        :param span: The span its calls are children of: the request's
-            server span, or a local span (see :class:`ContextSpanObserver`).
-        """
-        raise NotImplementedError
+# Defined beside the observer interfaces, with the rest of the framework's
+# contract; applications import it from here, as from the original.
+from baseplate.core._observers import ContextFactory as ContextFactory
 
 
 class ContextObserver(BaseplateObserver):

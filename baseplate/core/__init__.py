@@ -21,7 +21,7 @@ from baseplate.core._edge import (
     ValidatedAuthenticationToken,
 )
 from baseplate.core._native_roots import NativeRequestContext
-from baseplate.core._observers import BaseplateObserver, ServerSpanObserver, SpanObserver
+from baseplate.core._observers import BaseplateObserver, ExcInfo, ServerSpanObserver, SpanObserver
 from baseplate.core._spans import (
     LocalSpan,
     NativeServerSpan,
@@ -40,6 +40,7 @@ __all__ = [
     "Device",
     "EdgeRequestContext",
     "EdgeRequestContextFactory",
+    "ExcInfo",
     "Geolocation",
     "InvalidAuthenticationToken",
     "LocalSpan",

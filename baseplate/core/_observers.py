@@ -8,7 +8,9 @@ the request:
 * a :class:`BaseplateObserver` hears of each new server span (each request)
   and may register a :class:`ServerSpanObserver` on it;
 * span observers hear the span start, get tags and logs, finish, and have
-  children, on which they may register further :class:`SpanObserver`\\ s.
+  children, on which they may register further :class:`SpanObserver`\\ s;
+* a :class:`ContextFactory` makes an object for each request's context (and
+  each local span's), whose calls are children of that span.
 
 Exceptions raised by span observers are logged and swallowed: telemetry must
 not break the request. ``on_server_span_created`` is the exception, because it
@@ -77,3 +79,25 @@ class ServerSpanObserver(SpanObserver):
     """Interface for an observer that watches the server span."""
 
     __slots__ = ()
+
+
+class ContextFactory:
+    """An interface for adding stuff to the context object.
+
+    Objects implementing this interface can be passed to
+    :meth:`~baseplate.core.Baseplate.add_to_context`. The return value of
+    :meth:`make_object_for_context` will be added to the context object with
+    the name specified in ``add_to_context``.
+
+    Applications import it from :mod:`baseplate.context`.
+    """
+
+    def make_object_for_context(self, name: str, span: Span) -> Any:
+        """Return an object that can be added to the context object.
+
+        :param name: The attribute it will be set as.
+        :param span: The span its calls are children of: the request's
+            server span, or a local span (see
+            :class:`~baseplate.context.ContextSpanObserver`).
+        """
+        raise NotImplementedError

@@ -16,8 +16,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
-from baseplate.core._observers import ExcInfo
+from baseplate.core import BaseplateObserver, ExcInfo, ServerSpan, ServerSpanObserver
 from bridge.ids import MAX_ID
 
 _factory_lock = threading.Lock()

@@ -22,8 +22,14 @@ from typing import Any
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanKind
 
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver, Span, SpanObserver
-from baseplate.core._observers import ExcInfo
+from baseplate.core import (
+    BaseplateObserver,
+    ExcInfo,
+    ServerSpan,
+    ServerSpanObserver,
+    Span,
+    SpanObserver,
+)
 from baseplate.metrics import Batch, Client
 from bridge import semconv
 

@@ -72,8 +72,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "baseplate.integration.pyramid needs Pyramid: install baseplate[pyramid]"
     ) from exc
 
-from baseplate.core import Baseplate, ServerSpan, TraceInfo
-from baseplate.core._observers import ExcInfo
+from baseplate.core import Baseplate, ExcInfo, ServerSpan, TraceInfo
 from baseplate.core._trace_info import continued_trace, header_names_by_field
 from bridge.propagation import HTTP_HEADERS
 
