@@ -4,8 +4,8 @@ Memcached stores bytes and a 16-bit number of client flags with each value.
 These helpers turn Python values into ``(bytes, flags)`` and back, the flags
 saying how the bytes were made, so that any client that knows the flags can
 read the value. The flag bits and formats are those of the original
-Baseplate (see ``spec/wire/memcache.md``), so a cache can be shared with
-services still running it, in both directions.
+Baseplate (``tests/vectors/memcache.json`` holds cases recorded from it), so
+a cache can be shared with services still running it, in both directions.
 
 New services should pair :func:`make_dump_and_compress_fn` (JSON) with
 :func:`decompress_and_load`. Services sharing a cache with r2 or another
