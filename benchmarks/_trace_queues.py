@@ -150,6 +150,10 @@ class ProcessReader:
 
 Reader = ThreadReader | ProcessReader
 
+#: Each sidecar path is measured twice: drained by a thread of the benchmark's
+#: own process, and by a separate process, as the trace publisher is.
+READERS: dict[str, type[Reader]] = {"thread": ThreadReader, "process": ProcessReader}
+
 
 @contextmanager
 def sidecar_queues() -> Iterator[Queues]:

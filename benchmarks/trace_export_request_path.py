@@ -47,16 +47,7 @@ from baseplate.diagnostics.tracing import (
     DEFAULT_SPAN_BATCH_INTERVAL,
     make_client,
 )
-from benchmarks._trace_queues import (
-    SERVICE_NAME,
-    NoopExporter,
-    ProcessReader,
-    Queues,
-    Reader,
-    ThreadReader,
-    print_sidecars,
-    sidecar_queues,
-)
+from benchmarks import _trace_queues
 from benchmarks.span_overhead import CHILD_NAMES, facade_workload
 from bridge import provider
 from bridge.batching import BatchExportSpanProcessor
@@ -106,7 +97,10 @@ class Configured:
 
 def _configure_sidecar(queue_name: str) -> Configured:
     client = make_client(
-        SERVICE_NAME, exporter="sidecar", tracing_queue_name=queue_name, sample_rate=1.0
+        _trace_queues.SERVICE_NAME,
+        exporter="sidecar",
+        tracing_queue_name=queue_name,
+        sample_rate=1.0,
     )
     baseplate = Baseplate()
     baseplate.configure_tracing(client)
@@ -117,9 +111,9 @@ def _configure_sidecar(queue_name: str) -> Configured:
 
 
 def _configure_sdk_batch() -> Configured:
-    provider.set_service_name(SERVICE_NAME)
+    provider.set_service_name(_trace_queues.SERVICE_NAME)
     batch = BatchSpanProcessor(
-        NoopExporter(),
+        _trace_queues.NoopExporter(),
         max_queue_size=DEFAULT_MAX_SPAN_QUEUE_SIZE,
         schedule_delay_millis=DEFAULT_SPAN_BATCH_INTERVAL.total_seconds() * 1000,
     )
@@ -128,7 +122,7 @@ def _configure_sdk_batch() -> Configured:
 
 
 def _configure_nothing() -> Configured:
-    provider.set_service_name(SERVICE_NAME)
+    provider.set_service_name(_trace_queues.SERVICE_NAME)
     return Configured(Baseplate())
 
 
@@ -176,17 +170,17 @@ def _serve(configure: Callable[[], Configured], warm_up: int, requests: int) -> 
 
 
 def run_request_path(
-    rounds: int, requests: int, sustained: int, queues: Queues
+    rounds: int, requests: int, sustained: int, queues: _trace_queues.Queues
 ) -> tuple[dict[str, Served], dict[str, Served], dict[str, tuple[int, int, int]]]:
     """Per configuration, the medians over the rounds and the sustained run;
     (sent, arrived, dropped) per sidecar queue over both."""
-    readers: dict[str, Reader] = {}
+    readers: dict[str, _trace_queues.Reader] = {}
     configurations: dict[str, Callable[[], Configured]] = {}
     arrived: dict[str, int] = {}
     served: dict[str, list[Served]] = {}
     long_runs: dict[str, Served] = {}
     try:
-        for label, reader_class in (("thread", ThreadReader), ("process", ProcessReader)):
+        for label, reader_class in _trace_queues.READERS.items():
             queue_name = queues.create(f"request-{label}")
             name = f"(a) sidecar, reader {label}"
             readers[name] = reader_class(queue_name)
@@ -258,7 +252,7 @@ def main(quick: bool = False) -> None:
     rounds, requests = (5, 1_000) if quick else (9, 5_000)
     # Enough spans to overflow the batching processor's queue if its exporter falls behind.
     sustained = DEFAULT_MAX_SPAN_QUEUE_SIZE // SPANS_PER_REQUEST + requests
-    with sidecar_queues() as queues:
+    with _trace_queues.sidecar_queues() as queues:
         try:
             request_path, long_runs, sidecars = run_request_path(
                 rounds, requests, sustained, queues
@@ -279,7 +273,7 @@ def main(quick: bool = False) -> None:
         f"{DEFAULT_MAX_SPAN_QUEUE_SIZE:,})"
     )
     _print_served(long_runs, long_runs[SDK_BATCH])
-    print_sidecars(sidecars)
+    _trace_queues.print_sidecars(sidecars)
 
 
 if __name__ == "__main__":

@@ -40,16 +40,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from baseplate.core import Baseplate
-from benchmarks._trace_queues import (
-    SERVICE_NAME,
-    NoopExporter,
-    ProcessReader,
-    Queues,
-    Reader,
-    ThreadReader,
-    print_sidecars,
-    sidecar_queues,
-)
+from benchmarks import _trace_queues
 from benchmarks.span_overhead import facade_workload
 from bridge import provider
 from bridge.export import PosixQueueSpanExporter, ZipkinV1HttpSpanExporter, zipkin_v2_exporter
@@ -63,7 +54,7 @@ class EncodeOnlyExporter(SpanExporter):
     """Encodes every span as the sidecar's Zipkin record and sends nothing."""
 
     def __init__(self) -> None:
-        self.encoder = ZipkinRecordEncoder(SERVICE_NAME, "127.0.0.1")
+        self.encoder = ZipkinRecordEncoder(_trace_queues.SERVICE_NAME, "127.0.0.1")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         encode = self.encoder.encode
@@ -113,7 +104,7 @@ def http_sink() -> Iterator[tuple[ThreadingHTTPServer, str]]:
 def build_spans(count: int) -> list[ReadableSpan]:
     """``count`` finished facade spans (a multiple of four: requests of four spans)."""
     provider._reset_for_tests()
-    provider.set_service_name(SERVICE_NAME)
+    provider.set_service_name(_trace_queues.SERVICE_NAME)
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     facade_workload(Baseplate())(count // 4)
@@ -139,37 +130,37 @@ def _seconds_to_export(exporter: SpanExporter, batches: list[list[ReadableSpan]]
 
 
 def run_throughput(
-    spans: list[ReadableSpan], rounds: int, queues: Queues
+    spans: list[ReadableSpan], rounds: int, queues: _trace_queues.Queues
 ) -> tuple[dict[str, float], dict[str, tuple[int, int, int]], dict[str, int]]:
     """Median spans/second per path; (sent, arrived, dropped) per sidecar; bytes per HTTP path."""
     batches = _batches(spans)
-    readers: dict[str, Reader] = {}
+    readers: dict[str, _trace_queues.Reader] = {}
     exporters: dict[str, SpanExporter] = {}
     http_bytes: dict[str, int] = {}
     sent: dict[str, int] = {}
     arrived: dict[str, int] = {}
     with http_sink() as (server, endpoint):
         try:
-            for label, reader_class in (("thread", ThreadReader), ("process", ProcessReader)):
+            for label, reader_class in _trace_queues.READERS.items():
                 name = queues.create(f"export-{label}")
                 readers[f"sidecar, reader {label}"] = reader_class(name)
                 exporters[f"sidecar, reader {label}"] = PosixQueueSpanExporter(
-                    name, SERVICE_NAME, ipv4="127.0.0.1"
+                    name, _trace_queues.SERVICE_NAME, ipv4="127.0.0.1"
                 )
             # No reader: the queue fills on the first batch and every later span is refused.
             full_queue = queues.create("export-full")
             exporters[FULL_QUEUE] = PosixQueueSpanExporter(
-                full_queue, SERVICE_NAME, ipv4="127.0.0.1"
+                full_queue, _trace_queues.SERVICE_NAME, ipv4="127.0.0.1"
             )
             exporters["zipkin v2 (HTTP JSON)"] = zipkin_v2_exporter(
                 f"http://{endpoint}/api/v2/spans"
             )
             exporters["otlp (HTTP protobuf)"] = _otlp_exporter(f"http://{endpoint}/v1/traces")
             exporters["remote (zipkin v1 HTTP)"] = ZipkinV1HttpSpanExporter(
-                endpoint, SERVICE_NAME, ipv4="127.0.0.1"
+                endpoint, _trace_queues.SERVICE_NAME, ipv4="127.0.0.1"
             )
             exporters["encode only (no I/O)"] = EncodeOnlyExporter()
-            exporters["baseline (no-op)"] = NoopExporter()
+            exporters["baseline (no-op)"] = _trace_queues.NoopExporter()
             names = list(exporters)
 
             # Warm up every path once (connections, imports); the warm-up counts as sent.
@@ -218,7 +209,7 @@ def _otlp_exporter(endpoint: str) -> SpanExporter:
 
 def main(quick: bool = False) -> None:
     span_count, rounds = (2_000, 5) if quick else (4_000, 9)
-    with sidecar_queues() as queues:
+    with _trace_queues.sidecar_queues() as queues:
         try:
             spans = build_spans(span_count)
             throughput, sidecars, http_bytes = run_throughput(spans, rounds, queues)
@@ -235,7 +226,7 @@ def main(quick: bool = False) -> None:
     for name, rate in sorted(throughput.items(), key=lambda item: -item[1]):
         size = f"{http_bytes[name]:>10,}" if name in http_bytes else f"{'':>10}"
         print(f"{name:<40} {rate:>12,.0f} {1e6 / rate:>9.2f} {rate / baseline:>11.2e} {size}")
-    print_sidecars(sidecars)
+    _trace_queues.print_sidecars(sidecars)
 
 
 if __name__ == "__main__":
