@@ -128,7 +128,7 @@ class IndefiniteRetryPolicy(RetryPolicy):
 class MaximumAttemptsRetryPolicy(RetryPolicy):
     """Stop ``policy`` after at most ``attempts`` attempts.
 
-    :param policy: The policy to constrain, kept as :attr:`subpolicy`.
+    :param policy: The policy to constrain, kept as ``subpolicy``.
     :param attempts: The maximum number of attempts, at least 1.
     :raises ValueError: if ``attempts`` is less than 1.
     """
@@ -156,7 +156,7 @@ class TimeBudgetRetryPolicy(RetryPolicy):
     :func:`time.monotonic` so that wall-clock changes do not affect it. If the
     subpolicy has a budget of its own, the smaller of the two is yielded.
 
-    :param policy: The policy to constrain, kept as :attr:`subpolicy`.
+    :param policy: The policy to constrain, kept as ``subpolicy``.
     :param budget: The time budget in seconds; zero or more.
     :raises ValueError: if ``budget`` is negative or NaN.
 
@@ -217,7 +217,7 @@ class ExponentialBackoffRetryPolicy(RetryPolicy):
     >>> [policy.delay(attempt) for attempt in range(9)]
     [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
 
-    :param policy: The policy to space out, kept as :attr:`subpolicy`.
+    :param policy: The policy to space out, kept as ``subpolicy``.
     :param base: The first delay in seconds; positive and finite.
     :param max_delay: The longest delay in seconds, at least ``base``; none
         by default.

@@ -89,13 +89,15 @@ DEFAULT_MOUNT_POINTS = {"aws": "aws-ec2", "kubernetes": "kubernetes"}
 #: Secrets and the token are refreshed once this fraction of the shortest
 #: TTL among them has passed, which leaves the other half for retries.
 REFRESH_FRACTION = 0.5
-#: Bounds on the time between two successful refreshes, in seconds. The upper
-#: bound makes rotated secrets appear within the hour even when Vault hands
-#: out leases of weeks (its KV default is 32 days).
+#: The shortest time between two successful refreshes, in seconds.
 MIN_REFRESH_DELAY = 1.0
+#: The longest time between two successful refreshes, in seconds: rotated
+#: secrets appear within the hour even when Vault hands out leases of weeks
+#: (its KV default is 32 days).
 MAX_REFRESH_DELAY = 3600.0
-#: Exponential backoff after failures, in seconds: 1, 2, 4 ... up to 60.
+#: The first wait after a failure, in seconds; it doubles after each further one.
 RETRY_INITIAL_DELAY = 1.0
+#: The longest wait after failures, in seconds.
 RETRY_MAX_DELAY = 60.0
 # The waits after failures: see retry_delay.
 _RETRY_BACKOFF = ExponentialBackoffRetryPolicy(
@@ -183,10 +185,10 @@ def load_config(path: str) -> config.ConfigNamespace:
     """Read and parse the ``[secret-fetcher]`` section of the INI file at ``path``.
 
     The file is read as every Baseplate INI file is: keys lower-cased, values
-    taken literally (no interpolation).
+    taken literally (no interpolation). A file that cannot be read or parsed,
+    or has no ``[secret-fetcher]`` section, raises the INI reader's
+    ``ConfigFileError``, whose message is one line naming the file.
 
-    :raises ConfigFileError: The file cannot be read or parsed, or has no
-        ``[secret-fetcher]`` section; the message is one line naming the file.
     :raises baseplate.config.ConfigurationError: An option is missing or invalid.
     """
     parser = read_config(path)
