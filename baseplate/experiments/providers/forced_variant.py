@@ -17,7 +17,7 @@ class ForcedVariantExperiment(Experiment):
     used when an experiment is disabled or when "global_override" is set in
     the base config.
 
-    :param variant: What :meth:`variant` returns.
+    :param variant: What ``variant()`` returns.
     """
 
     def __init__(self, variant: str | None) -> None:

@@ -99,7 +99,7 @@ class SimpleExperiment(Experiment):
     :class:`~baseplate.experiments.variant_sets.base.VariantSet`. This class
     serves as the replacement for the legacy r2 and feature_flag providers.
 
-    A call to :meth:`variant` returns None outside the time window or when
+    A call to ``variant()`` returns None outside the time window or when
     disabled, and when the bucketing input is missing or None; otherwise the
     first override whose tree matches the inputs decides, then the targeting
     tree must match, then the input's bucket picks the variant.
@@ -125,8 +125,8 @@ class SimpleExperiment(Experiment):
         not). Calls with the same seed give the same buckets.
     :param bucket_val: The name of the input to bucket by.
     :param targeting: Who the experiment applies to.
-    :param overrides: Ordered ``{variant: targeting}`` entries that force a
-        variant, as :func:`_generate_overrides` builds them, or None.
+    :param overrides: Ordered single-entry ``{variant: targeting}`` dicts
+        that force a variant, or None.
     :param enabled: Whether or not this experiment is enabled. Disabling an
         experiment means all variant calls will return None.
     :param log_bucketing: Whether or not to log bucketing events.
