@@ -72,13 +72,13 @@ def recorded_spans() -> Iterator[InMemorySpanExporter]:
     The process's provider is replaced on entry and again on exit, so spans
     of one test never leak into another.
     """
-    provider._reset_for_tests()
+    provider.reset_state()
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     try:
         yield exporter
     finally:
-        provider._reset_for_tests()
+        provider.reset_state()
 
 
 class StatsdCapture:

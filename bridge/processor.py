@@ -8,8 +8,8 @@ builds anyway. When another library (an OpenTelemetry instrumentation, say)
 starts a span whose parent has an owner, :class:`OwnerNotifyingSpanProcessor`
 asks that owner to adopt it, and tells the adopted span's owner when it ends
 (adopted spans are tracked by id until then, since their libraries make them
-current themselves). The bridge knows nothing about the owners beyond
-:class:`SpanOwner`.
+current themselves; each processor keeps its own account). The bridge knows
+nothing about the owners beyond :class:`SpanOwner`.
 
 A span with no owner above it that is the local root of its trace (no parent,
 or a remote one) and serves a request (kind SERVER or CONSUMER) is offered to
@@ -29,14 +29,13 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
 from bridge import creation
+from bridge._state import state
 
 logger = logging.getLogger(__name__)
 
 #: The context key under which ``(span, owner)`` names the owner of the span
 #: that the context makes current.
 OWNER_KEY = create_key("bridge-span-owner")
-
-_owners: dict[tuple[int, int], SpanOwner] = {}
 
 
 class SpanOwner(Protocol):
@@ -61,7 +60,6 @@ class RootSpanAdopter(Protocol):
 
 
 _ROOT_KINDS = frozenset((SpanKind.SERVER, SpanKind.CONSUMER))
-_root_adopter: RootSpanAdopter | None = None
 
 
 def set_root_span_adopter(adopter: RootSpanAdopter | None) -> None:
@@ -69,8 +67,7 @@ def set_root_span_adopter(adopter: RootSpanAdopter | None) -> None:
 
     One adopter per process: the last one set replaces any before it.
     """
-    global _root_adopter  # noqa: PLW0603 - one per process
-    _root_adopter = adopter
+    state.root_adopter = adopter
 
 
 def span_key(span_context: SpanContext) -> tuple[int, int]:
@@ -80,33 +77,41 @@ def span_key(span_context: SpanContext) -> tuple[int, int]:
 
 
 def live_owner_count() -> int:
-    """How many adopted spans are still open (for leak checks)."""
-    return len(_owners)
-
-
-def _owner_of(parent_context: Context | None) -> SpanOwner | None:
-    context = get_current() if parent_context is None else parent_context
-    parent = trace.get_current_span(context)
-    entry = context.get(OWNER_KEY)
-    if isinstance(entry, tuple) and entry[0] is parent:
-        owner: SpanOwner = entry[1]
-        return owner
-    return _owners.get(span_key(parent.get_span_context()))
+    """How many adopted spans the process's provider still has open (for leak checks)."""
+    processor = state.owner_processor
+    return 0 if processor is None else processor.live_owner_count()
 
 
 class OwnerNotifyingSpanProcessor(SpanProcessor):
     """Offers each span started through the OpenTelemetry API to its parent's owner.
 
     Spans started under an owned :class:`~bridge.creation.SpanRequest` are
-    skipped: whoever created them reports them already.
+    skipped: whoever created them reports them already. The owners of the
+    adopted spans still open are kept here until those spans end.
     """
+
+    def __init__(self) -> None:
+        self._owners: dict[tuple[int, int], SpanOwner] = {}
+
+    def live_owner_count(self) -> int:
+        """How many adopted spans are still open (for leak checks)."""
+        return len(self._owners)
+
+    def _owner_of(self, parent_context: Context | None) -> SpanOwner | None:
+        context = get_current() if parent_context is None else parent_context
+        parent = trace.get_current_span(context)
+        entry = context.get(OWNER_KEY)
+        if isinstance(entry, tuple) and entry[0] is parent:
+            owner: SpanOwner = entry[1]
+            return owner
+        return self._owners.get(span_key(parent.get_span_context()))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Ask the parent's owner, if any, to adopt the new span."""
         request = creation.pending()
         if request is not None and request.owned:
             return
-        owner = _owner_of(parent_context)
+        owner = self._owner_of(parent_context)
         if owner is None:
             self._offer_root(span)
             return
@@ -116,11 +121,10 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
             logger.exception("span owner %r failed to adopt span %r", owner, span.name)
             return
         if child_owner is not None:
-            _owners[span_key(span.get_span_context())] = child_owner
+            self._owners[span_key(span.get_span_context())] = child_owner
 
-    @staticmethod
-    def _offer_root(span: Span) -> None:
-        adopter = _root_adopter
+    def _offer_root(self, span: Span) -> None:
+        adopter = state.root_adopter
         if adopter is None or span.kind not in _ROOT_KINDS:
             return
         parent = span.parent
@@ -132,13 +136,14 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
             logger.exception("%r failed to adopt root span %r", adopter, span.name)
             return
         if owner is not None:
-            _owners[span_key(span.get_span_context())] = owner
+            self._owners[span_key(span.get_span_context())] = owner
 
     def on_end(self, span: ReadableSpan) -> None:
         """Tell the ended span's owner, if it has one."""
-        if not _owners or span.context is None:
+        owners = self._owners
+        if not owners or span.context is None:
             return
-        owner = _owners.pop(span_key(span.context), None)
+        owner = owners.pop(span_key(span.context), None)
         if owner is None:
             return
         try:

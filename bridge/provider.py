@@ -14,6 +14,10 @@ deadline of :mod:`bridge.shutdown` (what is left of ``baseplate-serve``'s
 stop timeout, or :data:`~bridge.shutdown.EXIT_TIMEOUT` at interpreter exit),
 not by OpenTelemetry's own exit hook, which waits as long as the exporters'
 timeouts and retries add up to.
+
+What the bridge remembers between calls (this provider, its tracer, the
+export routes, the root span adopter, ...) is one object, :data:`state`;
+:func:`reset_state` starts it over.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
-from bridge import shutdown
+from bridge import _state, shutdown
 from bridge._otel_internals import forget_global_tracer_provider
 from bridge.app_provider import RequestAwareIdGenerator, wrap_provider
 from bridge.ids import BaseplateIdGenerator
@@ -38,44 +42,33 @@ logger = logging.getLogger(__name__)
 
 TRACER_NAME = "baseplate"
 
+#: What the bridge remembers for the whole process, this module's part
+#: included. Read it; only the bridge's modules write it, and
+#: :func:`reset_state` starts it over.
+state = _state.state
+
+# Guards making the provider and the router, and reset_state.
 _lock = threading.Lock()
-_provider: TracerProvider | None = None
-_tracer: trace.Tracer | None = None
-_service_name: str | None = None
-_router: RoutingSpanProcessor | None = None
-
-#: Whether any span processor besides the bridge's own bookkeeping reads the
-#: spans: an exporter's route, a processor the application or a test added,
-#: or anything on an application's own provider. See :func:`spans_are_read`.
-_spans_read = False
-
-#: Whether the provider's id generator gives a span the (non-zero) ids named
-#: in its :class:`~bridge.creation.SpanRequest`: the bridge's, or the wrapper
-#: around the application's. Set when the provider is installed; callers that
-#: name ids only need to read back the ids of spans they started when this is
-#: false.
-keeps_requested_ids = False
 
 
 def get_tracer_provider() -> TracerProvider:
     """The process's SDK tracer provider, set up on first use."""
-    provider = _provider
+    provider = state.provider
     if provider is None:
         with _lock:
-            provider = _provider if _provider is not None else _install()
+            provider = state.provider if state.provider is not None else _install()
     return provider
 
 
 def get_tracer() -> trace.Tracer:
     """The tracer Baseplate's spans are made with."""
-    tracer = _tracer
+    tracer = state.tracer
     return tracer if tracer is not None else _make_tracer()
 
 
 def _make_tracer() -> trace.Tracer:
-    global _tracer  # noqa: PLW0603 - one per process, made lazily
-    _tracer = get_tracer_provider().get_tracer(TRACER_NAME)
-    return _tracer
+    tracer = state.tracer = get_tracer_provider().get_tracer(TRACER_NAME)
+    return tracer
 
 
 def spans_are_read() -> bool:
@@ -87,9 +80,9 @@ def spans_are_read() -> bool:
     non-recording span and skip the SDK's work. Any processor added later,
     through this module or the provider itself, makes spans recorded again.
     """
-    if _provider is None:
+    if state.provider is None:
         get_tracer_provider()
-    return _spans_read
+    return state.spans_read
 
 
 class _BridgeTracerProvider(TracerProvider):
@@ -97,9 +90,8 @@ class _BridgeTracerProvider(TracerProvider):
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         """Add the processor; spans are recorded from now on unless it is the bridge's own."""
-        global _spans_read  # noqa: PLW0603 - one per process
         if not isinstance(span_processor, OwnerNotifyingSpanProcessor):
-            _spans_read = True
+            state.spans_read = True
         super().add_span_processor(span_processor)
 
 
@@ -120,15 +112,15 @@ def add_route(route: ExportRoute) -> None:
     of other libraries started outside any such context. The route's
     processor is flushed and shut down with the provider.
     """
-    global _router  # noqa: PLW0603 - one per process, made lazily
     tracer_provider = get_tracer_provider()
     with _lock:
-        if _router is None:
+        router = state.router
+        if router is None:
             # Added with the first route: until a destination exists, no
             # span has anywhere to go, and routing would only cost time.
-            _router = RoutingSpanProcessor()
-            tracer_provider.add_span_processor(_router)
-        _router.add_route(route)
+            router = state.router = RoutingSpanProcessor()
+            tracer_provider.add_span_processor(router)
+        router.add_route(route)
 
 
 def route_open_span(span: Span, route: ExportRoute) -> None:
@@ -138,7 +130,7 @@ def route_open_span(span: Span, route: ExportRoute) -> None:
     that a Baseplate adopts); its children follow it. Does nothing before any
     route exists.
     """
-    router = _router
+    router = state.router
     if router is not None:
         router.route_open_span(span, route)
 
@@ -151,10 +143,9 @@ def set_service_name(name: str) -> None:
     the provider is made counts; later ones are ignored, since a provider's
     resource cannot change.
     """
-    global _service_name  # noqa: PLW0603 - one per process
     with _lock:
-        if _provider is None:
-            _service_name = name
+        if state.provider is None:
+            state.service_name = name
 
 
 def root_sampler() -> BaseplateSampler | None:
@@ -164,14 +155,14 @@ def root_sampler() -> BaseplateSampler | None:
 
 
 def _install() -> TracerProvider:
-    global _provider, keeps_requested_ids, _spans_read  # noqa: PLW0603 - one per process, made lazily
     existing = trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
         provider = existing
         _wrap_application_provider(provider)
-        _spans_read = True  # its own processors may read anything
+        state.spans_read = True  # its own processors may read anything
     else:
-        resource = Resource.create({SERVICE_NAME: _service_name} if _service_name else {})
+        service_name = state.service_name
+        resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
         provider = _BridgeTracerProvider(
             sampler=BaseplateSampler(),
             id_generator=BaseplateIdGenerator(),
@@ -179,11 +170,12 @@ def _install() -> TracerProvider:
             shutdown_on_exit=False,  # shutdown_provider does it, within the deadline
         )
         trace.set_tracer_provider(provider)
-    provider.add_span_processor(OwnerNotifyingSpanProcessor())
-    keeps_requested_ids = isinstance(
+    owner_processor = state.owner_processor = OwnerNotifyingSpanProcessor()
+    provider.add_span_processor(owner_processor)
+    state.keeps_requested_ids = isinstance(
         provider.id_generator, (BaseplateIdGenerator, RequestAwareIdGenerator)
     )
-    _provider = provider
+    state.provider = provider
     shutdown.add_hook(shutdown_provider)
     return provider
 
@@ -196,7 +188,7 @@ def shutdown_provider() -> None:
     An application's own provider is shut down here too, and its exit hook
     forgotten, so that the process does not wait on it a second time at exit.
     """
-    provider = _provider
+    provider = state.provider
     if provider is None:
         return
     atexit.unregister(provider.shutdown)
@@ -214,17 +206,24 @@ def _wrap_application_provider(provider: TracerProvider) -> None:
         )
 
 
-def _reset_for_tests() -> None:
-    """Forget the provider and let a new global one be installed (tests only)."""
-    global _provider, _tracer, _service_name, _router, keeps_requested_ids, _spans_read  # noqa: PLW0603
+def reset_state() -> None:
+    """Start the bridge over, as in a new process: for tests, between cases.
+
+    The provider is shut down (its processors send what they hold) and
+    forgotten with its tracer, routes, service name and root span adopter;
+    the next use installs a new provider as the global one, which
+    OpenTelemetry's API otherwise allows only once per process. Hooks other
+    libraries added to :mod:`bridge.shutdown` stay.
+    """
     shutdown.remove_hook(shutdown_provider)
     with _lock:
-        _service_name = None
-        _router = None
-        keeps_requested_ids = False
-        _spans_read = False
-        if _provider is not None:
-            _provider.shutdown()
-        _provider = None
-        _tracer = None
+        provider = state.provider
+        state.forget_provider()
+        if provider is not None:
+            provider.shutdown()
         forget_global_tracer_provider()
+
+
+#: The name :func:`reset_state` had; ``tests/diagnostics/tracing/conftest.py``
+#: and ``benchmarks/trace_export.py`` still call it.
+_reset_for_tests = reset_state

@@ -27,6 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+from bridge._state import state
+
 logger = logging.getLogger(__name__)
 
 #: Seconds telemetry may take when the process exits with no deadline set
@@ -43,10 +45,8 @@ WRAP_UP = 0.25
 
 Hook = Callable[[], None]
 
+# Guards state.shutdown_hooks.
 _lock = threading.Lock()
-_hooks: list[Hook] = []
-_deadline: float | None = None
-_atexit_registered = False
 
 
 def add_hook(hook: Hook) -> None:
@@ -55,25 +55,24 @@ def add_hook(hook: Hook) -> None:
     Adding a hook that is already waiting does nothing. The first hook also
     registers the shutdown at interpreter exit.
     """
-    global _atexit_registered  # noqa: PLW0603 - one registration per process
     with _lock:
-        if hook not in _hooks:
-            _hooks.append(hook)
-        if not _atexit_registered:
+        if hook not in state.shutdown_hooks:
+            state.shutdown_hooks.append(hook)
+        if not state.exit_hook_registered:
             atexit.register(_shutdown_at_exit)
-            _atexit_registered = True
+            state.exit_hook_registered = True
 
 
 def remove_hook(hook: Hook) -> None:
     """Forget ``hook`` if it has not run yet."""
     with _lock:
-        if hook in _hooks:
-            _hooks.remove(hook)
+        if hook in state.shutdown_hooks:
+            state.shutdown_hooks.remove(hook)
 
 
 def time_left(default: float = EXIT_TIMEOUT) -> float:
     """Seconds a shutdown may still take: to the deadline if one is set, else ``default``."""
-    deadline = _deadline
+    deadline = state.shutdown_deadline
     if deadline is None:
         return default
     return max(0.0, deadline - time.monotonic())
@@ -82,13 +81,12 @@ def time_left(default: float = EXIT_TIMEOUT) -> float:
 @contextlib.contextmanager
 def deadline_in(seconds: float) -> Iterator[None]:
     """Within the block, :func:`time_left` counts down from ``seconds``."""
-    global _deadline  # noqa: PLW0603 - the process's one deadline
-    previous = _deadline
-    _deadline = time.monotonic() + seconds
+    previous = state.shutdown_deadline
+    state.shutdown_deadline = time.monotonic() + seconds
     try:
         yield
     finally:
-        _deadline = previous
+        state.shutdown_deadline = previous
 
 
 def shutdown_telemetry(timeout: float) -> bool:
@@ -101,8 +99,8 @@ def shutdown_telemetry(timeout: float) -> bool:
     every hook finished in time.
     """
     with _lock:
-        hooks = list(_hooks)
-        _hooks.clear()
+        hooks = list(state.shutdown_hooks)
+        state.shutdown_hooks.clear()
     if not hooks:
         return True
     timeout = max(timeout, MIN_TIMEOUT)

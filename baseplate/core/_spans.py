@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
+_BRIDGE = provider.state
 
 #: How many times an observer raised; the first failure of each observer
 #: method is logged with its traceback, the rest at debug level.
@@ -242,7 +243,7 @@ class Span:
             )
         else:
             otel_span = self._start_otel_span(previous)
-        if not (provider.keeps_requested_ids and self.id and self.trace_id):
+        if not (_BRIDGE.keeps_requested_ids and self.id and self.trace_id):
             # The application's own provider chose the ids (or zero, which is
             # invalid to OpenTelemetry, was replaced): follow them, so that
             # what is propagated downstream matches the exported trace.

@@ -198,7 +198,7 @@ def test_a_server_span_takes_the_upstream_ids_exactly():
         DEFAULT_SAMPLER,
         f"""
         up = serve("up", {upstream("True")})
-        report(up=up, keeps=provider.keeps_requested_ids)
+        report(up=up, keeps=provider.state.keeps_requested_ids)
         """,
     )
     server, child = outcome.exported["up"], outcome.exported["up.call"]
@@ -414,7 +414,7 @@ def test_wrapping_is_logged_once_at_info_level_and_is_idempotent():
             baseplate_tracer=provider.get_tracer().sampler is sampler
             and provider.get_tracer().id_generator is ids,
             early_tracer=early_tracer.sampler is sampler and early_tracer.id_generator is ids,
-            keeps=provider.keeps_requested_ids,
+            keeps=provider.state.keeps_requested_ids,
             root_sampler=provider.root_sampler(),
         )
         """,
@@ -445,7 +445,7 @@ def test_the_bridges_own_id_generator_and_sampler_are_left_as_they_are():
         report(
             sampler=type(app_provider.sampler).__name__,
             ids=type(app_provider.id_generator).__name__,
-            keeps=provider.keeps_requested_ids,
+            keeps=provider.state.keeps_requested_ids,
         )
         """,
         app_ids="BaseplateIdGenerator()",

@@ -160,9 +160,9 @@ def test_bad_ratio_is_rejected(spans):
 @pytest.fixture
 def unread():
     """A fresh provider with no processor that reads spans (no tracing, no test exporter)."""
-    provider._reset_for_tests()
+    provider.reset_state()
     yield
-    provider._reset_for_tests()
+    provider.reset_state()
 
 
 def test_spans_nothing_reads_are_not_recorded_but_keep_their_ids(unread):
