@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -11,17 +10,28 @@ Recorded = tuple[str, dict[str, str], bytes]
 """One request as it arrived: path, lower-cased headers, body."""
 
 
+#: The longest a held request waits for :meth:`CollectorStandIn.release`: a
+#: test that forgets to release, or code that waits for the answer when it
+#: must not, fails after this instead of hanging.
+HOLD_LIMIT = 30.0
+
+
 class CollectorStandIn:
     """Accepts POSTs on 127.0.0.1 and keeps (path, headers, body) of each.
 
-    ``status`` sets the response code and ``delay`` makes every response slow.
+    ``status`` sets the response code. After :meth:`hold`, requests are
+    recorded as they arrive but not answered until :meth:`release`, so a test
+    can see what its code does while an export waits on the collector;
+    ``answered`` counts the responses sent (or being sent).
     """
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.status = 200
-        self.delay = 0.0
+        self.answered = 0
         self.arrived = threading.Condition()
+        self._answering = threading.Event()
+        self._answering.set()
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,7 +42,9 @@ class CollectorStandIn:
                         (self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     stand_in.arrived.notify_all()
-                time.sleep(stand_in.delay)
+                stand_in._answering.wait(HOLD_LIMIT)
+                with stand_in.arrived:  # counted before the client can see the answer
+                    stand_in.answered += 1
                 self.send_response(stand_in.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -53,6 +65,15 @@ class CollectorStandIn:
             self.arrived.wait_for(lambda: len(self.requests) >= count, timeout)
             return list(self.requests)
 
+    def hold(self) -> None:
+        """Leave requests unanswered from now on, until :meth:`release`."""
+        self._answering.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and the next ones at once."""
+        self._answering.set()
+
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
