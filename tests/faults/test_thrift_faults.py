@@ -35,8 +35,9 @@ service_dir = test_serve_thrift.service_dir
 echo = test_serve_thrift.echo
 start = test_serve_thrift.start
 
+# Far above a loopback call, far below the ~13 s stall of the count bomb: a
+# bystander's call that took longer fails with a timeout.
 BYSTANDER_TIMEOUT_MS = 5_000
-PROMPT = 2.0  # seconds: far above a loopback call, far below the ~13 s stall of the count bomb
 
 
 def framed(body: bytes) -> bytes:
@@ -90,18 +91,14 @@ def test_a_header_count_bomb_does_not_stall_other_connections(echo, start):
         mark = server.line_count()
         sender = threading.Thread(target=send_quietly, args=(attacker, HEADER_COUNT_BOMB))
         sender.start()
-        slowest = 0.0
         for _ in range(500):  # until the server has dealt with the frame; bounded
-            started = time.monotonic()
             assert bystander.echo("during") == "during"
-            slowest = max(slowest, time.monotonic() - started)
             if lines_matching(server, rejected, mark):
                 break
             time.sleep(0.01)
         sender.join(10)
         line = server.wait_for(rejected, timeout=10, start=mark).string
         assert " INFO baseplate.server.thrift " in line
-        assert slowest < PROMPT, f"a bystander's call took {slowest:.1f}s"
         assert_closed_by_server(attacker)
         assert bystander.echo("after") == "after"
     assert "Traceback" not in server.output
@@ -127,16 +124,16 @@ STALLS = [
 def test_stalled_clients_do_not_hold_a_full_server(echo, start, stall, timeouts):
     server = start(extra=f"max_concurrency = 4\n{timeouts}")
     address = server.address()
+    started = time.monotonic()  # before any timeout can start
     stalled = [raw_connection(address) for _ in range(4)]
     try:
         for sock in stalled:
             sock.sendall(stall)
-        started = time.monotonic()
-        # the fifth client waits for a slot, which a timeout frees
+        # The fifth client waits for a slot, which a timeout frees: not before
+        # the 1 s timeout, and well within the call's own timeout.
         with client(echo, address, timeout_ms=8_000) as fifth:
             assert fifth.echo("served") == "served"
-        waited = time.monotonic() - started
-        assert 0.5 < waited < 1 + PROMPT
+        assert time.monotonic() - started > 0.5
         for sock in stalled:
             assert_closed_by_server(sock)
     finally:
