@@ -427,24 +427,23 @@ def test_percent_rejects_bad_input(text: str) -> None:
     assert_rejected(config.Percent, text)
 
 
-def test_unix_user() -> None:
-    assert parse_one(config.UnixUser, "root") == 0
-    current = pwd.getpwuid(os.getuid())
-    assert parse_one(config.UnixUser, current.pw_name) == current.pw_uid
-
-
-def test_unix_user_rejects_unknown_name() -> None:
-    assert assert_rejected(config.UnixUser, "no-such-user-xyz").endswith("no such user")
-
-
-def test_unix_group() -> None:
-    assert parse_one(config.UnixGroup, "root") == 0
-    current = grp.getgrgid(os.getgid())
-    assert parse_one(config.UnixGroup, current.gr_name) == current.gr_gid
-
-
-def test_unix_group_rejects_unknown_name() -> None:
-    assert assert_rejected(config.UnixGroup, "no-such-group-xyz").endswith("no such group")
+@pytest.mark.parametrize(
+    ("parser", "own_name", "own_id", "unknown"),
+    [
+        pytest.param(
+            config.UnixUser, pwd.getpwuid(os.getuid()).pw_name, os.getuid(), "user", id="user"
+        ),
+        pytest.param(
+            config.UnixGroup, grp.getgrgid(os.getgid()).gr_name, os.getgid(), "group", id="group"
+        ),
+    ],
+)
+def test_unix_names_are_parsed_into_ids(
+    parser: Callable[[str], int], own_name: str, own_id: int, unknown: str
+) -> None:
+    assert parse_one(parser, "root") == 0
+    assert parse_one(parser, own_name) == own_id
+    assert assert_rejected(parser, f"no-such-{unknown}-xyz").endswith(f"no such {unknown}")
 
 
 def test_one_of() -> None:
