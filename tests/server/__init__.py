@@ -248,6 +248,14 @@ def one_line(text: str) -> str:
     return lines[0]
 
 
+def error_line(result: subprocess.CompletedProcess[str], name: str) -> str:
+    """Assert the command ``name`` failed with one line, ``<name>: error: ...``; return it."""
+    assert result.returncode == 1, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"{name}: error: "), line
+    return line
+
+
 THRIFT_IDL = """
 exception Oops {
     1: string why

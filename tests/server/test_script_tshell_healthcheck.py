@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.server import free_port, one_line, run_command, write
+from tests.server import error_line, free_port, one_line, run_command, write
 
 # -- baseplate-script: the reference's printer example, word for word --------
 
@@ -55,10 +55,7 @@ def test_script_app_name_selects_another_section(printer_dir):
 )
 def test_script_errors_are_one_line(printer_dir, args, expected):
     result = run_command("baseplate-script", *args, cwd=printer_dir)
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert line.startswith("baseplate-script: error: ")
-    assert expected in line
+    assert expected in error_line(result, "baseplate-script")
 
 
 def test_script_configuration_errors_are_one_line(printer_dir):
@@ -72,8 +69,7 @@ def test_script_configuration_errors_are_one_line(printer_dir):
         """,
     )
     result = run_command("baseplate-script", "printer.ini", "strict:run", cwd=printer_dir)
-    assert result.returncode == 1
-    assert one_line(result.stderr) == (
+    assert error_line(result, "baseplate-script") == (
         "baseplate-script: error: printer.ini: [app:main] count: required but missing"
     )
 
@@ -175,8 +171,8 @@ def test_tshell_without_an_app_factory_still_has_a_context(shell_dir):
 def test_tshell_bad_setup_is_one_line(shell_dir):
     write(shell_dir / "badsetup.ini", "[app:main]\n[tshell]\nsetup = shellapp:nope\n")
     result = run_command("baseplate-tshell", "badsetup.ini", cwd=shell_dir)
-    assert result.returncode == 1
-    assert "[tshell] setup: module 'shellapp' has no attribute 'nope'" in one_line(result.stderr)
+    line = error_line(result, "baseplate-tshell")
+    assert "[tshell] setup: module 'shellapp' has no attribute 'nope'" in line
 
 
 # -- baseplate-healthcheck ----------------------------------------------------
@@ -241,35 +237,45 @@ def healthcheck(cwd, *args):
     return run_command("baseplate-healthcheck", *args, cwd=cwd, timeout=30)
 
 
-def test_wsgi_healthy_service_prints_ok(servers, health_dir):
-    server = servers.start("wsgi-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
-    result = healthcheck(health_dir, "wsgi", server.address())
+PROTOCOLS = ["wsgi", "thrift"]
+UNHEALTHY = {
+    "wsgi": "GET /health answered 503 Service Unavailable",
+    "thrift": "the service says it is not healthy",
+}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_healthy_service_prints_ok(servers, health_dir, protocol):
+    server = servers.start(f"{protocol}-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, protocol, server.address())
     assert (result.returncode, result.stdout) == (0, "OK!\n")
 
 
-def test_wsgi_healthy_service_on_a_unix_socket(servers, health_dir):
-    path = str(health_dir / "health.sock")
-    server = servers.start("wsgi-true.ini", "--bind", path, cwd=health_dir)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_healthy_service_on_a_unix_socket(servers, health_dir, protocol):
+    path = str(health_dir / f"{protocol}.sock")
+    server = servers.start(f"{protocol}-true.ini", "--bind", path, cwd=health_dir)
     assert server.address() == path
-    result = healthcheck(health_dir, "wsgi", path)
+    result = healthcheck(health_dir, protocol, path)
     assert (result.returncode, result.stdout) == (0, "OK!\n")
 
 
-def test_wsgi_unhealthy_service_prints_the_status(servers, health_dir):
-    server = servers.start("wsgi-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
-    result = healthcheck(health_dir, "wsgi", server.address())
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_unhealthy_service_says_why(servers, health_dir, protocol):
+    server = servers.start(f"{protocol}-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    result = healthcheck(health_dir, protocol, server.address())
     assert result.returncode == 1
-    assert one_line(result.stdout) == "GET /health answered 503 Service Unavailable"
+    assert one_line(result.stdout) == UNHEALTHY[protocol]
 
 
-@pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_nothing_listening_is_unhealthy(health_dir, protocol):
     result = healthcheck(health_dir, protocol, f"127.0.0.1:{free_port()}")
     assert result.returncode == 1
     assert "refused" in one_line(result.stdout)
 
 
-@pytest.mark.parametrize("protocol", ["wsgi", "thrift"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_a_silent_service_times_out(health_dir, protocol):
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
@@ -287,24 +293,3 @@ def test_a_bad_endpoint_is_unhealthy(health_dir):
     result = healthcheck(health_dir, "wsgi", "localhost:port")
     assert result.returncode == 1
     assert "bad endpoint 'localhost:port'" in one_line(result.stdout)
-
-
-def test_thrift_healthy_service_prints_ok(servers, health_dir):
-    server = servers.start("thrift-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
-    result = healthcheck(health_dir, "thrift", server.address())
-    assert (result.returncode, result.stdout) == (0, "OK!\n")
-
-
-def test_thrift_healthy_service_on_a_unix_socket(servers, health_dir):
-    path = str(health_dir / "thrift.sock")
-    server = servers.start("thrift-true.ini", "--bind", path, cwd=health_dir)
-    assert server.address() == path
-    result = healthcheck(health_dir, "thrift", path)
-    assert (result.returncode, result.stdout) == (0, "OK!\n")
-
-
-def test_thrift_unhealthy_service_says_so(servers, health_dir):
-    server = servers.start("thrift-false.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
-    result = healthcheck(health_dir, "thrift", server.address())
-    assert result.returncode == 1
-    assert one_line(result.stdout) == "the service says it is not healthy"

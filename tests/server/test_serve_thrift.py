@@ -18,7 +18,7 @@ from thrift.Thrift import TApplicationException
 from thrift.transport import TSocket, TTransport
 from thrift.transport.THeaderTransport import THeaderClientType
 
-from tests.server import STOP_TIMEOUT, generate_thrift_service, write
+from tests.server import STOP_TIMEOUT, error_line, generate_thrift_service, run_command, write
 
 CALL_TIMEOUT_MS = 10_000
 
@@ -257,8 +257,6 @@ def test_stop_timeout_zero_stops_at_once(echo, start):
 
 
 def test_an_app_that_is_not_a_processor_is_one_clear_line(service_dir):
-    from tests.server import one_line, run_command
-
     write(service_dir / "wsgi_as_thrift.py", "def make_app(config):\n    return lambda e, s: []\n")
     write(
         service_dir / "mismatch.ini",
@@ -268,5 +266,5 @@ def test_an_app_that_is_not_a_processor_is_one_clear_line(service_dir):
     result = run_command(
         "baseplate-serve", "mismatch.ini", "--bind", "127.0.0.1:0", cwd=service_dir
     )
-    assert result.returncode == 1
-    assert "[server:main] the application must be a Thrift processor" in one_line(result.stderr)
+    line = error_line(result, "baseplate-serve")
+    assert "[server:main] the application must be a Thrift processor" in line

@@ -11,9 +11,9 @@ import pytest
 from tests.server import (
     STOP_TIMEOUT,
     answers,
+    error_line,
     http_connection,
     http_get,
-    one_line,
     run_command,
     wait_until,
     write,
@@ -410,9 +410,8 @@ def test_bad_ini_files_exit_with_one_clear_line(app_dir, case):
 
     result = run_command("baseplate-serve", "bad.ini", "--bind", "127.0.0.1:0", cwd=app_dir)
 
-    assert result.returncode == 1
     assert result.stdout == ""
-    line = one_line(result.stderr)
+    line = error_line(result, "baseplate-serve")
     assert line.startswith("baseplate-serve: error: bad.ini: ")
     assert expected in line
 
@@ -428,10 +427,7 @@ def test_bad_ini_files_exit_with_one_clear_line(app_dir, case):
 )
 def test_bad_arguments_exit_with_one_clear_line(app_dir, args, expected):
     result = run_command("baseplate-serve", *args, cwd=app_dir)
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert line.startswith("baseplate-serve: error: ")
-    assert expected in line
+    assert expected in error_line(result, "baseplate-serve")
 
 
 def test_an_address_in_use_exits_with_one_clear_line(app_dir):
@@ -442,8 +438,8 @@ def test_an_address_in_use_exits_with_one_clear_line(app_dir):
         result = run_command(
             "baseplate-serve", "app.ini", "--bind", f"127.0.0.1:{port}", cwd=app_dir
         )
-    assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in one_line(result.stderr)
+    line = error_line(result, "baseplate-serve")
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in line
 
 
 def test_named_sections(servers, app_dir):

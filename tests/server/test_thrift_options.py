@@ -8,7 +8,7 @@ import pytest
 
 from baseplate.config import ConfigurationError
 from baseplate.server import thrift
-from tests.server import one_line, run_command, write
+from tests.server import error_line, run_command, write
 
 
 class Processor:
@@ -79,6 +79,5 @@ def test_a_bad_timeout_stops_baseplate_serve_with_one_line(tmp_path):
         """,
     )
     result = run_command("baseplate-serve", "bad.ini", "--bind", "127.0.0.1:0", cwd=tmp_path)
-    assert result.returncode == 1
-    line = one_line(result.stderr)
+    line = error_line(result, "baseplate-serve")
     assert "bad.ini: [server:main] read_timeout: invalid value 'a while'" in line
