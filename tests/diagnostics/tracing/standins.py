@@ -1,10 +1,17 @@
-"""Local HTTP servers standing in for trace collectors: they record what arrives."""
+"""Local HTTP servers standing in for trace collectors: they record what arrives.
+
+And :func:`tracing_client_to`, a tracing client aimed at one of them.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from baseplate import tracing_client_from_config
+from baseplate.diagnostics.tracing import TracingClient
 
 Recorded = tuple[str, dict[str, str], bytes]
 """One request as it arrived: path, lower-cased headers, body."""
@@ -77,3 +84,28 @@ class CollectorStandIn:
         self.release()
         self.server.shutdown()
         self.server.server_close()
+
+
+def tracing_client_to(
+    port: int,
+    exporter: str = "zipkin",
+    service_name: str = "svc",
+    sample_rate: str = "100%",
+    extra: Mapping[str, str] | None = None,
+) -> TracingClient:
+    """A client exporting with ``exporter`` (zipkin, otlp or remote) to 127.0.0.1:``port``."""
+    endpoints = {
+        "zipkin": ("tracing.zipkin.endpoint", f"http://127.0.0.1:{port}/api/v2/spans"),
+        "otlp": ("tracing.otlp.endpoint", f"http://127.0.0.1:{port}/v1/traces"),
+        "remote": ("tracing.endpoint", f"127.0.0.1:{port}"),
+    }
+    key, endpoint = endpoints[exporter]
+    return tracing_client_from_config(
+        {
+            "tracing.service_name": service_name,
+            "tracing.exporter": exporter,
+            key: endpoint,
+            "tracing.sample_rate": sample_rate,
+            **(extra or {}),
+        }
+    )

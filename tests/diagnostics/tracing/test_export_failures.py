@@ -14,11 +14,10 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from baseplate import tracing_client_from_config
 from baseplate.core import Baseplate
 from baseplate.diagnostics.tracing import TracingClient
 from bridge import provider, shutdown
-from tests.diagnostics.tracing.standins import HOLD_LIMIT
+from tests.diagnostics.tracing.standins import HOLD_LIMIT, tracing_client_to
 
 ROUNDS = 4
 SPANS_PER_REQUEST = 2
@@ -33,18 +32,6 @@ def serve_request(client: TracingClient) -> None:
         pass
 
 
-def destination_down(exporter: str, port: int) -> TracingClient:
-    return tracing_client_from_config(
-        {
-            "tracing.service_name": "svc",
-            "tracing.exporter": exporter,
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{port}/api/v2/spans",
-            "tracing.otlp.endpoint": f"http://127.0.0.1:{port}/v1/traces",
-            "tracing.sample_rate": "100%",
-        }
-    )
-
-
 def at_least_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [record for record in caplog.records if record.levelno >= logging.WARNING]
 
@@ -56,7 +43,7 @@ def test_a_destination_down_is_one_warning_line_and_counted(
     # The OTLP exporter retries until its timeout: keep each export short.
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0.5")
     caplog.set_level(logging.DEBUG)
-    client = destination_down(exporter, closed_port)
+    client = tracing_client_to(closed_port, exporter)
 
     for _ in range(ROUNDS):
         serve_request(client)
@@ -106,14 +93,7 @@ def test_flush_and_shutdown_return_on_time_when_the_collector_does_not_answer(
     # returned only once the collector answered.
     monkeypatch.setenv("OTEL_EXPORTER_ZIPKIN_TIMEOUT", str(int(HOLD_LIMIT * 2)))
     collector.hold()
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "svc",
-            "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
-            "tracing.sample_rate": "100%",
-        }
-    )
+    client = tracing_client_to(collector.port)
     serve_request(client)
     assert not client.flush(0.5)
     collector.wait_for(1)  # the export is under way, and stuck

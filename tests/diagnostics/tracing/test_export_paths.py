@@ -24,6 +24,7 @@ from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics.tracing import NullRecorder, TracingClient
 from bridge.export import PosixQueueSpanExporter
+from tests.diagnostics.tracing.standins import tracing_client_to
 
 SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
 
@@ -47,14 +48,7 @@ def serve_request(client: TracingClient, trace_info: TraceInfo | None = None, fa
 
 
 def test_zipkin_direct_validates_against_the_v2_schema(collector, fresh_provider):
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "thing-service",
-            "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
-            "tracing.sample_rate": "100%",
-        }
-    )
+    client = tracing_client_to(collector.port, "zipkin", service_name="thing-service")
     server = serve_request(client)
     assert client.flush(10)
     requests = collector.wait_for(1)
@@ -83,14 +77,7 @@ def test_zipkin_direct_validates_against_the_v2_schema(collector, fresh_provider
 
 
 def test_otlp_decodes_with_the_proto_messages(collector, fresh_provider):
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "thing-service",
-            "tracing.exporter": "otlp",
-            "tracing.otlp.endpoint": f"http://127.0.0.1:{collector.port}/v1/traces",
-            "tracing.sample_rate": "100%",
-        }
-    )
+    client = tracing_client_to(collector.port, "otlp", service_name="thing-service")
     server = serve_request(client, TraceInfo.from_upstream(1234, 2345, 3456, True, None))
     assert client.flush(10)
     requests = collector.wait_for(1)
@@ -264,17 +251,7 @@ def unused_port() -> int:
 @pytest.mark.parametrize("exporter", ["zipkin", "otlp", "remote"])
 def test_endpoint_down_never_reaches_the_request(exporter, fresh_provider, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")  # the exporter retries until then
-    port = unused_port()
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "svc",
-            "tracing.exporter": exporter,
-            "tracing.endpoint": f"127.0.0.1:{port}",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{port}/api/v2/spans",
-            "tracing.otlp.endpoint": f"http://127.0.0.1:{port}/v1/traces",
-            "tracing.sample_rate": "100%",
-        }
-    )
+    client = tracing_client_to(unused_port(), exporter)
     export_threads = []
     export = client.recorder.export
 
@@ -292,14 +269,8 @@ def test_endpoint_down_never_reaches_the_request(exporter, fresh_provider, monke
 
 
 def test_slow_endpoint_does_not_slow_requests(collector, fresh_provider):
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "svc",
-            "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
-            "tracing.sample_rate": "100%",
-            "tracing.span_batch_interval": "1 millisecond",
-        }
+    client = tracing_client_to(
+        collector.port, extra={"tracing.span_batch_interval": "1 millisecond"}
     )
     collector.hold()
     serve_request(client)
@@ -316,15 +287,7 @@ def test_slow_endpoint_does_not_slow_requests(collector, fresh_provider):
 
 
 def tail_client(collector, **keys):
-    return tracing_client_from_config(
-        {
-            "tracing.service_name": "svc",
-            "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
-            "tracing.sample_rate": "0%",
-            **keys,
-        }
-    )
+    return tracing_client_to(collector.port, sample_rate="0%", extra=keys)
 
 
 def exported_names(collector, client):

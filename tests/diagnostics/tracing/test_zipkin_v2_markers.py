@@ -17,12 +17,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from baseplate import tracing_client_from_config
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics.tracing import LoggingRecorder, TracingClient
 from bridge import provider
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, SHARED_ATTRIBUTE
-from tests.diagnostics.tracing.standins import CollectorStandIn
+from tests.diagnostics.tracing.standins import CollectorStandIn, tracing_client_to
 
 SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
 DEBUG_FLAG = 1
@@ -32,14 +31,7 @@ def zipkin_spans(
     collector: CollectorStandIn, trace_info: TraceInfo | None, remote_parent: Any = None
 ) -> dict[str, Any]:
     """Serve one request (a server span and a child) and return what Zipkin got, by name."""
-    client = tracing_client_from_config(
-        {
-            "tracing.service_name": "marker-service",
-            "tracing.exporter": "zipkin",
-            "tracing.zipkin.endpoint": f"http://127.0.0.1:{collector.port}/api/v2/spans",
-            "tracing.sample_rate": "100%",
-        }
-    )
+    client = tracing_client_to(collector.port, service_name="marker-service")
     baseplate = Baseplate()
     baseplate.configure_tracing(client)
     server = baseplate.make_server_span(
