@@ -1,6 +1,9 @@
-"""The trace publisher's HTTP poster: one batch of spans to a Zipkin v1 API, with retries.
+"""The publishers' HTTP poster: one batch to one URL, with retries.
 
-The backoff between attempts is :class:`baseplate.retry.ExponentialBackoffRetryPolicy`'s;
+:class:`HTTPPoster` makes the attempts, counts and logs them; the trace
+publisher's :class:`ZipkinPoster` and the event publisher's poster say where
+a batch goes, how it is encoded and how long to keep trying. The backoff
+between attempts is :class:`baseplate.retry.ExponentialBackoffRetryPolicy`'s;
 :mod:`baseplate.diagnostics.tracing.publisher` documents this part.
 """
 
@@ -9,6 +12,7 @@ from __future__ import annotations
 import enum
 import http.client
 import logging
+import math
 import threading
 import urllib.parse
 
@@ -39,19 +43,138 @@ def parse_api_url(text: str) -> str:
 
 
 class Delivery(enum.Enum):
-    """What became of a batch handed to :meth:`ZipkinPoster.post`."""
+    """What became of a batch handed to :meth:`HTTPPoster.post`."""
 
     SENT = "sent"
-    """Zipkin accepted it (a 2xx response)."""
+    """The server accepted it (a 2xx response)."""
 
     REJECTED = "rejected"
-    """Zipkin refused it for good (a response that is neither 2xx nor 5xx)."""
+    """The server refused it for good (a response that is neither 2xx nor 5xx)."""
 
     FAILED = "failed"
     """Every attempt the policy allowed met a 5xx or an IO error."""
 
 
-class ZipkinPoster:
+class HTTPPoster:
+    """Posts batches to one ``http`` or ``https`` URL, retrying what may succeed later.
+
+    Each attempt is a POST of :meth:`encode`'s body and headers on a new
+    connection, limited to ``post_timeout`` seconds per connect or read.
+    Server errors (5xx) and IO errors are retried as long as the policy of
+    :meth:`retry_policy` allows; any other non-2xx response is final.
+
+    Metrics, under the client's namespace: a ``post`` timer for every
+    attempt, counters ``error.http`` and ``error.io`` for every failed one,
+    and ``sent``, increased by the number of messages, for every batch
+    accepted. Failed attempts are logged at warning level.
+
+    Subclasses say how a batch is sent by overriding :meth:`encode` and
+    :meth:`retry_policy`; both are called from the sending thread only.
+    Instances are safe to share between threads.
+
+    :param url: Where every batch is posted.
+    :param user_agent: The ``User-Agent`` of every request.
+    :param noun: What the messages are, for the logs (``spans``, ``events``).
+    :raises ValueError: ``url`` is not an ``http`` or ``https`` URL, or
+        ``post_timeout`` is not positive.
+
+    .. versionadded:: 0.31
+    """
+
+    def __init__(
+        self,
+        url: str,
+        metrics: BaseClient,
+        *,
+        user_agent: str,
+        post_timeout: float = 3.0,
+        noun: str = "messages",
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, not {url!r}")
+        if not post_timeout > 0:
+            raise ValueError(f"post_timeout must be positive, not {post_timeout!r}")
+        self.url = url
+        self._connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        self._netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials do not go in Host
+        self._target = parts.path or "/"
+        self.metrics = metrics
+        self.user_agent = user_agent
+        self.post_timeout = post_timeout
+        self.noun = noun
+
+    def encode(self, batch: SpanBatch) -> tuple[bytes, dict[str, str]]:
+        """The body and headers (besides ``User-Agent``) that carry ``batch``.
+
+        Called once per batch; every attempt sends the same request. By
+        default the body is the payload, as ``application/json``.
+        """
+        return batch.payload, {"Content-Type": "application/json"}
+
+    def retry_policy(self, stop: threading.Event | None = None) -> RetryPolicy:
+        """The attempts a batch gets; setting ``stop`` must end them early.
+
+        Setting ``stop`` cuts a pause short and prevents any further attempt,
+        so that a publisher asked to stop is not held up by a long backoff.
+        By default: a single attempt.
+        """
+        return RetryPolicy.new(attempts=1)
+
+    def post(self, batch: SpanBatch, policy: RetryPolicy | None = None) -> Delivery:
+        """Post ``batch``, attempting as often as ``policy`` allows.
+
+        ``policy`` defaults to :meth:`retry_policy`. When it yields a time
+        budget, an attempt's timeout is the smaller of that and
+        ``post_timeout``. Never raises for a network or HTTP failure.
+        """
+        body, headers = self.encode(batch)
+        headers = {"User-Agent": self.user_agent, **headers}
+        for time_remaining in policy or self.retry_policy():
+            timeout = self.post_timeout
+            if time_remaining is not None:
+                timeout = min(timeout, time_remaining)
+            try:
+                with self.metrics.timer("post"):
+                    status, reason, response_body = self._attempt(body, headers, timeout)
+            except (OSError, http.client.HTTPException) as exc:
+                self.metrics.counter("error.io").increment()
+                logger.warning(
+                    "posting %d %s to %s failed: %r", batch.count, self.noun, self.url, exc
+                )
+                continue
+            if 200 <= status < 300:
+                self.metrics.counter("sent").increment(batch.count)
+                return Delivery.SENT
+            self.metrics.counter("error.http").increment()
+            logger.warning(
+                "posting %d %s to %s failed: HTTP %d %s: %r",
+                batch.count,
+                self.noun,
+                self.url,
+                status,
+                reason,
+                response_body[:500],
+            )
+            if status < 500:
+                return Delivery.REJECTED
+        return Delivery.FAILED
+
+    def _attempt(
+        self, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, str, bytes]:
+        connection = self._connection_class(self._netloc, timeout=timeout)
+        try:
+            connection.request("POST", self._target, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.reason, response.read()
+        finally:
+            connection.close()
+
+
+class ZipkinPoster(HTTPPoster):
     """Posts batches of spans to a Zipkin v1 API.
 
     Each batch goes to ``<api_url>/spans`` as the body of a POST with
@@ -60,12 +183,7 @@ class ZipkinPoster:
     ``post_timeout`` seconds per connect or read. Server errors (5xx) and IO
     errors are retried, up to ``retry_limit`` attempts in all, sleeping
     ``retry_backoff``, then twice that, and so on, between them; any other
-    non-2xx response is final.
-
-    Metrics, under the client's namespace: a ``post`` timer for every
-    attempt, counters ``error.http`` and ``error.io`` for every failed one,
-    and ``sent``, increased by the number of spans, for every batch
-    accepted. Failed attempts are logged at warning level.
+    non-2xx response is final. Metrics and logs are :class:`HTTPPoster`'s.
 
     Instances are safe to share between threads.
 
@@ -88,21 +206,17 @@ class ZipkinPoster:
             parse_api_url(api_url)
         except ValueError as exc:
             raise ValueError(f"{api_url!r}: {exc}") from None
-        self.url = api_url.rstrip("/") + "/spans"
-        parts = urllib.parse.urlsplit(self.url)
-        if not post_timeout > 0:
-            raise ValueError(f"post_timeout must be positive, not {post_timeout!r}")
         if retry_limit < 1:
             raise ValueError(f"retry_limit must be at least 1, not {retry_limit!r}")
         if not retry_backoff > 0:
             raise ValueError(f"retry_backoff must be positive, not {retry_backoff!r}")
-        self._connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        super().__init__(
+            api_url.rstrip("/") + "/spans",
+            metrics,
+            user_agent=USER_AGENT,
+            post_timeout=post_timeout,
+            noun="spans",
         )
-        self._netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials do not go in Host
-        self._target = parts.path
-        self.metrics = metrics
-        self.post_timeout = post_timeout
         self.retry_limit = retry_limit
         self.retry_backoff = retry_backoff
 
@@ -113,51 +227,3 @@ class ZipkinPoster:
         so that a publisher asked to stop is not held up by a long backoff.
         """
         return RetryPolicy.new(attempts=self.retry_limit, backoff=self.retry_backoff, stop=stop)
-
-    def post(self, batch: SpanBatch, policy: RetryPolicy | None = None) -> Delivery:
-        """Post ``batch``, attempting as often as ``policy`` allows.
-
-        ``policy`` defaults to :meth:`retry_policy`. When it yields a time
-        budget, an attempt's timeout is the smaller of that and
-        ``post_timeout``. Never raises for a network or HTTP failure.
-        """
-        for time_remaining in policy or self.retry_policy():
-            timeout = self.post_timeout
-            if time_remaining is not None:
-                timeout = min(timeout, time_remaining)
-            try:
-                with self.metrics.timer("post"):
-                    status, reason, body = self._attempt(batch.payload, timeout)
-            except (OSError, http.client.HTTPException) as exc:
-                self.metrics.counter("error.io").increment()
-                logger.warning("posting %d spans to %s failed: %r", batch.count, self.url, exc)
-                continue
-            if 200 <= status < 300:
-                self.metrics.counter("sent").increment(batch.count)
-                return Delivery.SENT
-            self.metrics.counter("error.http").increment()
-            logger.warning(
-                "posting %d spans to %s failed: HTTP %d %s: %r",
-                batch.count,
-                self.url,
-                status,
-                reason,
-                body[:500],
-            )
-            if status < 500:
-                return Delivery.REJECTED
-        return Delivery.FAILED
-
-    def _attempt(self, payload: bytes, timeout: float) -> tuple[int, str, bytes]:
-        connection = self._connection_class(self._netloc, timeout=timeout)
-        try:
-            connection.request(
-                "POST",
-                self._target,
-                body=payload,
-                headers={"User-Agent": USER_AGENT, "Content-Type": "application/json"},
-            )
-            response = connection.getresponse()
-            return response.status, response.reason, response.read()
-        finally:
-            connection.close()

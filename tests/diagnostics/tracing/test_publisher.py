@@ -526,6 +526,12 @@ def test_poster_rejects_urls_it_cannot_post_to(url: str) -> None:
         ZipkinPoster(url, make_client("tp", None))
 
 
+@pytest.mark.parametrize("backoff", [0.0, -1.0, float("inf"), float("nan")])
+def test_poster_rejects_a_backoff_the_retry_policy_cannot_take(backoff: float) -> None:
+    with pytest.raises(ValueError, match="retry_backoff must be positive and finite"):
+        ZipkinPoster("http://z/api/v1", make_client("tp", None), retry_backoff=backoff)
+
+
 # --- Publisher -------------------------------------------------------------------------
 
 
