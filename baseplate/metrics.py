@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from baseplate._state import state
 from baseplate.config import EndpointConfiguration
 from bridge.failures import FailureLog
 
@@ -175,7 +176,8 @@ class BufferedTransport:
     one datagram unless that would exceed :data:`MAX_DATAGRAM_BYTES`; then
     they are split at line boundaries so that no metric is lost. A wrapped
     transport that raises :exc:`OSError` (the built-in ones never do) has the
-    error logged instead of passed on, as in the original.
+    error logged instead of passed on, as in the original: the first of each
+    kind at warning level, later ones at debug level.
 
     :param transport: Where flushed payloads go.
     """
@@ -202,8 +204,11 @@ class BufferedTransport:
         for packet in packets:
             try:
                 self.transport.send(packet)
-            except OSError:
-                logger.exception("metrics: could not send a %d-byte datagram", len(packet))
+            except OSError as exc:
+                state.metrics_flush_failures.report(
+                    (type(exc), exc.errno),
+                    f"metrics: could not send a {len(packet)}-byte datagram: {exc}",
+                )
 
 
 # Numbers are written f"{value:g}" (inline below, as this is the hot path):

@@ -5,6 +5,8 @@
 * :func:`recorded_spans` gives a fresh tracer provider whose finished,
   sampled spans collect in an in-memory exporter.
 * :class:`StatsdCapture` is a real datagram socket standing in for statsd.
+* :func:`reset_state` starts the process's telemetry state over, as in a
+  new process.
 
 .. versionadded:: 0.31
 """
@@ -19,6 +21,7 @@ from typing import Any
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from baseplate._state import state as _baseplate_state
 from baseplate.core import BaseplateObserver, ExcInfo, ServerSpan, ServerSpanObserver, Span
 from bridge import provider
 
@@ -79,6 +82,19 @@ def recorded_spans() -> Iterator[InMemorySpanExporter]:
         yield exporter
     finally:
         provider.reset_state()
+
+
+def reset_state() -> None:
+    """Start the process's telemetry state over, as a new process has it: for tests.
+
+    The tracer provider is shut down and forgotten, and the next span
+    installs a new one (:func:`bridge.provider.reset_state`). The failures
+    counted so far (observers that raised, metrics a transport refused) are
+    forgotten, so the next of each kind is logged as the first again. The
+    logging observer's log record factory stays installed.
+    """
+    provider.reset_state()
+    _baseplate_state.forget_failures()
 
 
 class StatsdCapture:

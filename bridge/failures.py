@@ -21,7 +21,7 @@ import contextlib
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 #: Where the library lines held by :func:`holding_records` go, at debug level.
@@ -37,15 +37,18 @@ _filtered_lock = threading.Lock()
 class FailureLog:
     """Logs the first failure of each kind at warning level, the rest at debug level.
 
+    A kind is any hashable value naming what failed and how: a string, or a
+    tuple such as ``(observer class, method name)``.
+
     :param logger: Where the lines go.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
-        self._counts: dict[str, int] = {}
+        self._counts: dict[Hashable, int] = {}
         self._lock = threading.Lock()
 
-    def report(self, kind: str, message: str, *, exc_info: Any = None) -> int:
+    def report(self, kind: Hashable, message: str, *, exc_info: Any = None) -> int:
         """Log ``message`` for a failure of ``kind``; returns how many of that kind so far.
 
         ``exc_info`` is for bugs: the first one is logged at error level with
@@ -62,7 +65,7 @@ class FailureLog:
             self.logger.warning("%s", message)
         return count
 
-    def count(self, kind: str) -> int:
+    def count(self, kind: Hashable) -> int:
         """How many failures of ``kind`` were reported."""
         with self._lock:
             return self._counts.get(kind, 0)

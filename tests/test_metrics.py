@@ -3,6 +3,7 @@ failure handling, batching limits and configuration."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
@@ -10,7 +11,9 @@ import time
 import pytest
 
 from baseplate import config, metrics, metrics_client_from_config
+from baseplate._state import state
 from baseplate.config import ConfigurationError, EndpointConfiguration
+from baseplate.testing import reset_state
 
 
 def client_for(receiver, namespace="svc"):
@@ -177,17 +180,23 @@ def test_buffered_transport_sends_lines_together():
     assert buffered.buffer == []
 
 
-def test_buffered_transport_logs_a_transport_error(caplog):
+def test_buffered_transport_logs_a_transport_error_once_then_counts_it(caplog):
     class Failing:
         def send(self, serialized_metric):
-            raise OSError("Message too long")
+            raise OSError(errno.EMSGSIZE, "Message too long")
 
+    reset_state()
     buffered = metrics.BufferedTransport(Failing())
-    for _ in range(10000):
-        buffered.send(b"a")
-    with caplog.at_level(logging.ERROR, logger="baseplate.metrics"):
-        buffered.flush()
-    assert "could not send a 19999-byte datagram" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="baseplate.metrics"):
+        for _ in range(3):
+            for _ in range(10000):
+                buffered.send(b"a")
+            buffered.flush()
+    (warning,) = caplog.records
+    assert warning.levelno == logging.WARNING
+    expected = f"could not send a 19999-byte datagram: [Errno {errno.EMSGSIZE}] Message too long"
+    assert expected in warning.message
+    assert state.metrics_flush_failures.count((OSError, errno.EMSGSIZE)) == 3
 
 
 def test_batch_flushes_at_end_of_with_block_even_on_error(statsd):

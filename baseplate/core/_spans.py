@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from baseplate._state import state as _baseplate_state
 from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
 from bridge import creation, current, processor, provider, routing
@@ -36,21 +37,14 @@ logger = logging.getLogger(__name__)
 #: finishing walks back past finished facade spans with it.
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
-_BRIDGE = provider.state
-
-#: How many times an observer raised; the first failure of each observer
-#: method is logged with its traceback, the rest at debug level.
-observer_failures = 0
-_reported_failures: set[tuple[type, str]] = set()
+_bridge_state = provider.state
 
 
 def _report_observer_failure(observer: object, event: str) -> None:
-    global observer_failures  # noqa: PLW0603 - a process-wide counter
-    observer_failures += 1
-    kind = (type(observer), event)
-    level = logging.DEBUG if kind in _reported_failures else logging.ERROR
-    _reported_failures.add(kind)
-    logger.log(level, "observer %r failed in %s", observer, event, exc_info=True)
+    """Count an observer's exception: the first of each class and method is logged in full."""
+    _baseplate_state.observer_failures.report(
+        (type(observer), event), f"observer {observer!r} failed in {event}", exc_info=True
+    )
 
 
 #: Tag values and log payloads of these types become attributes as they are;
@@ -243,7 +237,7 @@ class Span:
             )
         else:
             otel_span = self._start_otel_span(previous)
-        if not (_BRIDGE.keeps_requested_ids and self.id and self.trace_id):
+        if not (_bridge_state.keeps_requested_ids and self.id and self.trace_id):
             # The application's own provider chose the ids (or zero, which is
             # invalid to OpenTelemetry, was replaced): follow them, so that
             # what is propagated downstream matches the exported trace.

@@ -16,18 +16,17 @@ from typing import Any
 
 from opentelemetry import trace
 
+from baseplate._state import state
 from baseplate.core import BaseplateObserver, ExcInfo, ServerSpan, ServerSpanObserver
 from bridge.ids import MAX_ID
 
 _factory_lock = threading.Lock()
-_installed_factory: Any = None
 
 
 def _install_record_factory() -> None:
     """Wrap the log record factory once per process to add trace ids."""
-    global _installed_factory  # noqa: PLW0603 - one per process
     with _factory_lock:
-        if _installed_factory is not None:
+        if state.log_record_factory is not None:
             return
         wrapped = logging.getLogRecordFactory()
 
@@ -42,7 +41,7 @@ def _install_record_factory() -> None:
             return record
 
         logging.setLogRecordFactory(make_record)
-        _installed_factory = make_record
+        state.log_record_factory = make_record
 
 
 class LoggingBaseplateObserver(BaseplateObserver):

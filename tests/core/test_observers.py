@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from baseplate._state import state
 from baseplate.context import ContextFactory, ContextObserver, ContextSpanObserver
 from baseplate.core import (
     Baseplate,
@@ -17,9 +18,8 @@ from baseplate.core import (
     SpanObserver,
     TraceInfo,
     WrappedRequestContext,
-    _spans,
 )
-from baseplate.testing import RecordingObserver
+from baseplate.testing import RecordingObserver, reset_state
 
 
 @pytest.fixture
@@ -270,15 +270,37 @@ def test_failing_span_observer_is_logged_and_counted_not_raised(spans, caplog):
     bp = Baseplate()
     bp.register(Exploding())
     bp.register(recorder)
-    before = _spans.observer_failures
+    before = state.observer_failures.total
     for _ in range(3):
         with bp.make_server_span(SimpleNamespace(), "x"):
             pass
-    assert _spans.observer_failures - before == 6
+    assert state.observer_failures.total - before == 6
+    assert state.observer_failures.count((Exploding, "on_finish")) == 3
     # Later observers still hear every event.
     assert recorder.events_named("on_finish") == [("x", "on_finish", None)] * 3
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2, "each failing observer method is logged at error level once"
+    assert all(error.exc_info is not None for error in errors), "with its traceback"
+
+
+def test_after_reset_state_an_observer_failure_is_logged_as_the_first_again(spans, caplog):
+    class Exploding(BaseplateObserver, SpanObserver):
+        def on_server_span_created(self, context, server_span):
+            server_span.register(self)
+
+        def on_start(self):
+            raise RuntimeError("observer bug")
+
+    bp = Baseplate()
+    bp.register(Exploding())
+    with bp.make_server_span(SimpleNamespace(), "x"):
+        pass
+    reset_state()
+    assert state.observer_failures.total == 0
+    with bp.make_server_span(SimpleNamespace(), "x"):
+        pass
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2, "the failure after the reset is logged in full again"
 
 
 def test_make_child_before_start_still_links_to_the_trace(baseplate, spans):
