@@ -103,14 +103,17 @@ class ParsedFile:
         return _Entry(experiment, start, stop, _side(now, start, stop))
 
 
-_UNAVAILABLE = ParsedFile(None)
-
-
 class Store:
-    """What the requests of one context factory share: the parsed file, and failure logs."""
+    """What the requests of one context factory share: the parsed file, and failure logs.
+
+    Made with the factory, when the application starts, so that its locks are
+    those of the concurrency model in force (gevent's, once it has patched
+    the threading module).
+    """
 
     def __init__(self) -> None:
-        self._current = _UNAVAILABLE
+        self._unavailable = ParsedFile(None)
+        self._current = self._unavailable
         self.failures = FailureLog(logger)
 
     def parsed(self, data: Any) -> ParsedFile:
@@ -124,4 +127,4 @@ class Store:
     def unavailable(self, exc: Exception) -> ParsedFile:
         """No experiments, for a request that could not get the file."""
         self.failures.report("unavailable", f"Experiment config unavailable: {exc}")
-        return _UNAVAILABLE
+        return self._unavailable

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 import types
 
 import jwt
@@ -478,3 +480,36 @@ def test_experiments_made_directly_over_any_watcher(config_path, recorder):
     assert experiments.get_all_experiment_names() == ["rollout"]
     assert experiments.variant("rollout", user_id="t2_a") == "on"
     assert len(recorder.events) == 1
+
+
+# -- concurrency -------------------------------------------------------------------
+
+
+def test_concurrent_requests_each_see_one_version(factory, config_path):
+    """Threads share the factory's parsed experiments while the file keeps changing."""
+    names = [f"e{i}" for i in range(20)]
+    versions = [
+        {name: rollout_config(name, size, i) for i, name in enumerate(names)} for size in (0.0, 1.0)
+    ]
+    write_config(config_path, versions[0])
+    answers = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            experiments = request(factory)
+            answers.append({experiments.variant(name, user_id="t2_a") for name in names})
+
+    threads = [threading.Thread(target=serve) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for flip in range(20):
+        write_config(config_path, versions[flip % 2])
+        time.sleep(0.005)
+    stop.set()
+    for thread in threads:
+        thread.join()
+
+    assert answers
+    # Every request answered from one version of the file: all on or all off.
+    assert {frozenset(answer) for answer in answers} <= {frozenset({None}), frozenset({"on"})}
