@@ -22,7 +22,7 @@ from typing import Any
 from bridge import _otel_internals
 
 #: The modules whose per-span locks are made from the module-level name ``threading``
-#: (a private detail of OpenTelemetry, fenced in :mod:`bridge._otel_internals`).
+#: (a private detail of OpenTelemetry, fenced in ``bridge._otel_internals``).
 SPAN_LOCK_MODULES = _otel_internals.SPAN_LOCK_MODULES
 
 

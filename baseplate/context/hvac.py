@@ -85,8 +85,8 @@ class HvacContextFactory(ContextFactory):
     that talk to Vault will be automatically instrumented for tracing and
     diagnostic metrics.
 
-    The clients of all requests share one HTTP connection pool,
-    :attr:`session`. Each request's client reads the Vault URL and token from
+    The clients of all requests share one HTTP connection pool, the
+    factory's ``session``. Each request's client reads the Vault URL and token from
     the secrets store when it is first used, so a token the fetcher renewed
     or replaced is picked up by the next request.
 

@@ -145,7 +145,7 @@ class KombuProducerContextFactory(ContextFactory):
     :meth:`~KombuProducer.publish` method will automatically record
     diagnostic information.
 
-    Publishes borrow their producer from :attr:`producers`, kombu's pool of
+    Publishes borrow their producer from the factory's ``producers``, kombu's pool of
     producers for ``connection``, shared by every request. The producers
     take their connections from kombu's process-wide pool for that broker
     (:data:`kombu.pools.connections`, at most

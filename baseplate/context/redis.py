@@ -121,7 +121,8 @@ def pool_from_config(
 class WatchedConnectionPool(redis.BlockingConnectionPool):
     """The pool :func:`pool_from_config` makes: redis-py's blocking pool, watched.
 
-    Every connection it lends and takes back is reported to :attr:`watch`,
+    Every connection it lends and takes back is reported to its ``watch`` (a
+    :class:`~baseplate.context.pool_watch.PoolWatch`),
     so that a request ending with a connection still out (a pipeline or a
     publish/subscribe that was never reset) is reported as a leak, and each
     request sends the pool's size and connections in use as gauges (see
@@ -225,12 +226,12 @@ class MonitoredRedisConnection(redis.StrictRedis):
     (``redis.CLIENT_LIST``). OpenTelemetry's Redis instrumentation is
     suppressed inside the span: one command, one span.
 
-    Locks (:meth:`lock`), transactions (:meth:`pipeline` and
+    Locks (:meth:`~redis.Redis.lock`), transactions (:meth:`pipeline` and
     :meth:`transaction`) and publish/subscribe (:meth:`pubsub`) work; see
     :doc:`/context_redis` for what they trace.
 
     .. versionchanged:: 0.31
-       :meth:`lock`, :meth:`pubsub` and :meth:`transaction` work; they raised
+       :meth:`~redis.Redis.lock`, :meth:`pubsub` and :meth:`transaction` work; they raised
        :exc:`NotImplementedError`.
 
     :param context_name: The attribute of the context object, which names
