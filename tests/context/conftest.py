@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from baseplate.testing import RecordingObserver
@@ -11,3 +14,12 @@ from baseplate.testing import RecordingObserver
 def recorder() -> RecordingObserver:
     """Records the events of every span of the requests it observes."""
     return RecordingObserver()
+
+
+@pytest.fixture
+def destination() -> Iterator[Any]:
+    """A fresh exchange and queue on the local RabbitMQ (see :mod:`tests.context.amqp_broker`)."""
+    from tests.context.amqp_broker import declared_destination
+
+    with declared_destination() as destination:
+        yield destination

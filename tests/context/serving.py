@@ -1,4 +1,5 @@
-"""Serving one request in a test: a server span around a handler, and the statsd lines it sent."""
+"""Serving requests in a test: the Baseplate, a server span around a handler, and the
+statsd lines it sent."""
 
 from __future__ import annotations
 
@@ -6,7 +7,32 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from baseplate.core import Baseplate, ServerSpan
+from baseplate import metrics_client_from_config
+from baseplate.context import ContextFactory
+from baseplate.core import Baseplate, BaseplateObserver, ServerSpan
+from baseplate.metrics import Client
+
+
+def metrics_client_to(statsd: Any) -> Client:
+    """A metrics client, namespace ``svc``, sending to the ``statsd`` capture."""
+    return metrics_client_from_config(
+        {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
+    )
+
+
+def make_baseplate(
+    statsd: Any = None, recorder: BaseplateObserver | None = None, **factories: ContextFactory
+) -> Baseplate:
+    """A Baseplate with metrics (namespace ``svc``) sent to ``statsd`` if given, observed
+    by ``recorder`` if given, and each of ``factories`` on the context under its name."""
+    baseplate = Baseplate()
+    if statsd is not None:
+        baseplate.configure_metrics(metrics_client_to(statsd))
+    if recorder is not None:
+        baseplate.register(recorder)
+    for name, factory in factories.items():
+        baseplate.add_to_context(name, factory)
+    return baseplate
 
 
 def serve(baseplate: Baseplate, handler: Callable[[Any], Any]) -> ServerSpan:

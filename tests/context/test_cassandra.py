@@ -30,7 +30,6 @@ from cqlmapper.models import Model
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
-from baseplate import metrics_client_from_config
 from baseplate.config import ConfigurationError
 from baseplate.context.cassandra import (
     CassandraContextFactory,
@@ -40,6 +39,7 @@ from baseplate.context.cassandra import (
 )
 from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, SpanObserver
 from tests.context.cql_standin import CQLStandIn, Table
+from tests.context.serving import make_baseplate
 
 KEYSPACE = "baseplate_test"
 #: How long a test waits for the driver to notice the stand-in is back, at most.
@@ -95,21 +95,9 @@ def session(cluster):
     return cluster.connect(KEYSPACE)
 
 
-def make_baseplate(recorder, statsd, factory):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
-    )
-    baseplate.add_to_context("cassandra", factory)
-    return baseplate
-
-
 @pytest.fixture
 def baseplate(recorder, statsd, session):
-    return make_baseplate(recorder, statsd, CassandraContextFactory(session))
+    return make_baseplate(statsd, recorder, cassandra=CassandraContextFactory(session))
 
 
 def statsd_lines(statsd):
@@ -444,7 +432,7 @@ class Thing(Model):
 
 
 def test_cqlmapper_queries_are_traced(recorder, statsd, session, spans, standin):
-    baseplate = make_baseplate(recorder, statsd, CQLMapperContextFactory(session))
+    baseplate = make_baseplate(statsd, recorder, cassandra=CQLMapperContextFactory(session))
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         assert isinstance(context.cassandra, Connection)

@@ -20,9 +20,8 @@ from types import SimpleNamespace
 import pytest
 from cassandra import InvalidRequest
 
-from baseplate import metrics_client_from_config
 from baseplate.context.cassandra import CassandraContextFactory, cluster_from_config
-from baseplate.core import Baseplate
+from tests.context.serving import make_baseplate
 
 HOSTS = os.environ.get("CASSANDRA_HOSTS", "")
 
@@ -49,15 +48,7 @@ def session():
 
 @pytest.fixture
 def baseplate(session, recorder, statsd):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
-    )
-    baseplate.add_to_context("cassandra", CassandraContextFactory(session))
-    return baseplate
+    return make_baseplate(statsd, recorder, cassandra=CassandraContextFactory(session))
 
 
 def finishes(recorder):

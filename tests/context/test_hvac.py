@@ -18,8 +18,8 @@ from baseplate.context.hvac import (
     InstrumentedHvacClient,
     hvac_factory_from_config,
 )
-from baseplate.core import Baseplate
 from baseplate.secrets import SecretsNotAvailableError, SecretsStore
+from tests.context.serving import make_baseplate
 from tests.secrets.vault_standin import VaultStandin
 
 
@@ -57,10 +57,7 @@ def factory(store):
 
 @pytest.fixture
 def baseplate(factory, recorder):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("vault", factory)
-    return baseplate
+    return make_baseplate(recorder=recorder, vault=factory)
 
 
 def child_events(recorder, name):
@@ -165,9 +162,7 @@ def test_a_rotated_token_is_used_by_the_next_request(baseplate, vault, store, tm
 
 def test_the_store_is_read_only_when_vault_is_used(tmp_path, recorder):
     factory = HvacContextFactory(SecretsStore(str(tmp_path / "missing.json")), 1)
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("vault", factory)
+    baseplate = make_baseplate(recorder=recorder, vault=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         pass  # a request that never talks to Vault is fine
@@ -221,9 +216,7 @@ def test_nested_api_calls_are_named_by_their_path(baseplate, recorder, spans, to
 
 
 def test_span_name_follows_the_context_attribute(factory, recorder):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("secrets_vault", factory)
+    baseplate = make_baseplate(recorder=recorder, secrets_vault=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.secrets_vault.read("secret/myservice/token")

@@ -12,15 +12,14 @@ import pytest
 from kombu.exceptions import OperationalError
 from opentelemetry.trace import SpanKind, StatusCode
 
-from baseplate import metrics_client_from_config
 from baseplate.context.kombu import (
     KombuProducer,
     KombuProducerContextFactory,
     connection_from_config,
     exchange_from_config,
 )
-from baseplate.core import Baseplate
-from tests.context.amqp_broker import BROKER_URL, ROUTING_KEY, declared_destination
+from tests.context.amqp_broker import BROKER_URL, ROUTING_KEY
+from tests.context.serving import make_baseplate
 
 #: Fail at once when the broker cannot be reached: no retries, a short connect.
 NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
@@ -40,12 +39,6 @@ def make_factory(exchange_name, max_connections=None, **connection_options):
 
 
 @pytest.fixture
-def destination():
-    with declared_destination() as destination:
-        yield destination
-
-
-@pytest.fixture
 def kombu_pools():
     """Closes the connections the test left in kombu's process-wide pools."""
     yield
@@ -59,16 +52,7 @@ def factory(destination, kombu_pools):
 
 @pytest.fixture
 def baseplate(factory, recorder):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("amqp", factory)
-    return baseplate
-
-
-def metrics_client(statsd):
-    return metrics_client_from_config(
-        {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-    )
+    return make_baseplate(recorder=recorder, amqp=factory)
 
 
 def statsd_lines(statsd):
@@ -124,8 +108,7 @@ def test_the_default_exchange_routes_by_queue_name(destination, kombu_pools):
     factory = KombuProducerContextFactory(
         connection_from_config(app_config), exchange_from_config(app_config)
     )
-    baseplate = Baseplate()
-    baseplate.add_to_context("amqp", factory)
+    baseplate = make_baseplate(amqp=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.amqp.publish("direct to the queue", routing_key=destination.queue.name)
@@ -181,8 +164,8 @@ def test_without_a_routing_key_there_is_no_destination_tag(baseplate, recorder, 
     assert dict(child.attributes) == {"kind": "producer"}
 
 
-def test_a_publish_is_timed_and_counted(baseplate, statsd):
-    baseplate.configure_metrics(metrics_client(statsd))
+def test_a_publish_is_timed_and_counted(factory, statsd):
+    baseplate = make_baseplate(statsd, amqp=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.amqp.publish("one", routing_key=ROUTING_KEY)
@@ -198,9 +181,7 @@ def test_a_publish_is_timed_and_counted(baseplate, statsd):
 
 
 def test_names_follow_the_context_attribute(factory, destination, statsd, spans):
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics_client(statsd))
-    baseplate.add_to_context("events", factory)
+    baseplate = make_baseplate(statsd, events=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.events.publish("hello", routing_key=ROUTING_KEY)
@@ -237,10 +218,7 @@ def unreachable_factory(destination, closed_port, kombu_pools):
 def test_an_unreachable_broker_raises_kombus_error_and_fails_the_span(
     unreachable_factory, recorder, statsd, spans
 ):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.configure_metrics(metrics_client(statsd))
-    baseplate.add_to_context("amqp", unreachable_factory)
+    baseplate = make_baseplate(statsd, recorder, amqp=unreachable_factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):  # noqa: SIM117
         with pytest.raises(OperationalError, match="Connection refused"):
@@ -260,10 +238,11 @@ def test_an_unreachable_broker_raises_kombus_error_and_fails_the_span(
 
 
 def test_a_failed_publish_leaves_the_pool_usable(unreachable_factory, destination, recorder):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("broken", unreachable_factory)
-    baseplate.add_to_context("amqp", make_factory(destination.exchange.name, max_connections=1))
+    baseplate = make_baseplate(
+        recorder=recorder,
+        broken=unreachable_factory,
+        amqp=make_factory(destination.exchange.name, max_connections=1),
+    )
     for attempt in range(2):
         context = SimpleNamespace()
         with baseplate.make_server_span(context, "handler"):
@@ -281,9 +260,7 @@ def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
         max_connections=1,
         transport_options={"confirm_publish": True},
     )
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("amqp", factory)
+    baseplate = make_baseplate(recorder=recorder, amqp=factory)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):  # noqa: SIM117
         with pytest.raises(amqp.exceptions.NotFound, match="no exchange"):
@@ -306,8 +283,7 @@ def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
 
 def test_max_connections_makes_publishes_wait_for_a_free_producer(destination, kombu_pools, spans):
     factory = make_factory(destination.exchange.name, max_connections=1)
-    baseplate = Baseplate()
-    baseplate.add_to_context("amqp", factory)
+    baseplate = make_baseplate(amqp=factory)
     outcome = []
 
     def publish_in_a_request():

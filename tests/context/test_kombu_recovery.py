@@ -14,24 +14,17 @@ import kombu.pools
 import pytest
 from kombu.exceptions import OperationalError
 
-from baseplate import metrics_client_from_config
 from baseplate.context.kombu import (
     KombuProducerContextFactory,
     connection_from_config,
     exchange_from_config,
 )
-from baseplate.core import Baseplate
-from tests.context.amqp_broker import ROUTING_KEY, declared_destination
+from tests.context.amqp_broker import ROUTING_KEY
 from tests.context.broker_relay import BrokerRelay
+from tests.context.serving import make_baseplate
 
 #: Fail at once when the broker cannot be reached: no retries, a short connect.
 NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
-
-
-@pytest.fixture
-def destination():
-    with declared_destination() as destination:
-        yield destination
 
 
 @pytest.fixture
@@ -54,14 +47,7 @@ def baseplate(destination, relay, statsd):
         exchange_from_config(app_config),
         max_connections=2,
     )
-    baseplate = Baseplate()
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
-    )
-    baseplate.add_to_context("amqp", factory)
-    return baseplate
+    return make_baseplate(statsd, amqp=factory)
 
 
 def publish(baseplate, body, **kwargs):

@@ -16,7 +16,6 @@ from opentelemetry.trace import SpanKind, StatusCode
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheClientError
 
-from baseplate import metrics_client_from_config
 from baseplate.config import ConfigurationError
 from baseplate.context.memcache import (
     MemcacheContextFactory,
@@ -25,8 +24,8 @@ from baseplate.context.memcache import (
     pool_from_config,
 )
 from baseplate.context.memcache import lib as memcache_lib
-from baseplate.core import Baseplate
 from tests.context.memcached_server import running_memcached
+from tests.context.serving import make_baseplate, metrics_client_to, statsd_lines
 
 
 @pytest.fixture
@@ -59,27 +58,7 @@ def pool(make_pool):
 
 @pytest.fixture
 def baseplate(pool, recorder):
-    return make_baseplate(pool, recorder)
-
-
-def make_baseplate(pool, recorder=None):
-    baseplate = Baseplate()
-    if recorder is not None:
-        baseplate.register(recorder)
-    baseplate.add_to_context("cache", MemcacheContextFactory(pool))
-    return baseplate
-
-
-def send_metrics_to(baseplate, statsd):
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
-    )
-
-
-def statsd_lines(statsd):
-    return b"\n".join(statsd.received()).decode().split("\n")
+    return make_baseplate(recorder=recorder, cache=MemcacheContextFactory(pool))
 
 
 def timer_lines(lines, name):
@@ -190,7 +169,7 @@ def test_serializer_and_deserializer_are_used(make_pool):
 
 
 def test_a_command_is_a_child_span_and_a_timer(baseplate, recorder, spans, statsd):
-    send_metrics_to(baseplate, statsd)
+    baseplate.configure_metrics(metrics_client_to(statsd))
     server_span, context = request(baseplate)
     with server_span:
         assert isinstance(context.cache, MonitoredMemcacheConnection)
@@ -228,8 +207,9 @@ def test_a_command_is_a_child_span_and_a_timer(baseplate, recorder, spans, stats
 
 
 def test_a_request_reports_the_pool_gauges(make_pool, statsd):
-    baseplate = make_baseplate(make_pool(config={"max_pool_size": "5"}))
-    send_metrics_to(baseplate, statsd)
+    baseplate = make_baseplate(
+        statsd, cache=MemcacheContextFactory(make_pool(config={"max_pool_size": "5"}))
+    )
     server_span, context = request(baseplate)
     with server_span:
         context.cache.set("gauged", "x")
@@ -242,7 +222,7 @@ def test_a_request_reports_the_pool_gauges(make_pool, statsd):
 
 
 def test_an_unbounded_pool_reports_no_size(baseplate, statsd):
-    send_metrics_to(baseplate, statsd)
+    baseplate.configure_metrics(metrics_client_to(statsd))
     server_span, context = request(baseplate)
     with server_span:
         context.cache.get("gauged")
@@ -373,7 +353,7 @@ def test_keys_tag_is_cut_at_100_characters():
 
 
 def test_a_server_error_is_a_failure_and_reaches_the_caller(baseplate, recorder, spans, statsd):
-    send_metrics_to(baseplate, statsd)
+    baseplate.configure_metrics(metrics_client_to(statsd))
     server_span, context = request(baseplate)
     with server_span:
         context.cache.set("word", "not a number", noreply=False)
@@ -396,8 +376,7 @@ def test_a_server_error_is_a_failure_and_reaches_the_caller(baseplate, recorder,
 
 
 def test_server_down_is_a_failure_and_the_pool_recovers(memcached, pool, recorder, statsd):
-    baseplate = make_baseplate(pool, recorder)
-    send_metrics_to(baseplate, statsd)
+    baseplate = make_baseplate(statsd, recorder, cache=MemcacheContextFactory(pool))
     pool.set("k", "before", noreply=False)
 
     memcached.stop()
@@ -424,8 +403,7 @@ def test_server_down_is_a_failure_and_the_pool_recovers(memcached, pool, recorde
 
 def test_a_restart_while_idle_costs_no_request(memcached, pool, recorder, statsd):
     """An idle connection the server closed is replaced, not used and failed."""
-    baseplate = make_baseplate(pool, recorder)
-    send_metrics_to(baseplate, statsd)
+    baseplate = make_baseplate(statsd, recorder, cache=MemcacheContextFactory(pool))
     pool.set("k", "v", noreply=False)
     assert len(pool.client_pool.free) == 1
 
@@ -445,8 +423,7 @@ def test_a_timeout_is_a_failure_and_the_late_reply_is_never_read(
     memcached, make_pool, recorder, statsd
 ):
     pool = make_pool(config={"timeout": "0.2"})
-    baseplate = make_baseplate(pool, recorder)
-    send_metrics_to(baseplate, statsd)
+    baseplate = make_baseplate(statsd, recorder, cache=MemcacheContextFactory(pool))
     pool.set_many({"first": "one", "second": "two"}, noreply=False)
 
     memcached.pause()
@@ -480,7 +457,7 @@ def test_an_interrupted_command_gives_its_connection_back(make_pool, spans):
 
     pool = make_pool(config={"max_pool_size": "1"}, deserializer=deserialize)
     pool.set_many({"boom": "x", "fine": "y"}, noreply=False)
-    baseplate = make_baseplate(pool)
+    baseplate = make_baseplate(cache=MemcacheContextFactory(pool))
     server_span, context = request(baseplate)
     with server_span:
         with pytest.raises(Interrupted):

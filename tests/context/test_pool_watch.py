@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from baseplate import metrics_client_from_config
 from baseplate.context import ContextFactory
 from baseplate.context.pool_watch import PoolWatch
-from baseplate.core import Baseplate, Span
+from baseplate.core import Span
+from tests.context.serving import make_baseplate
 
 
 class ToyPool:
@@ -63,13 +63,7 @@ class ToyFactory(ContextFactory):
 @pytest.fixture
 def service(statsd):
     pool = ToyPool(size=4)
-    baseplate = Baseplate()
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
-    )
-    baseplate.add_to_context("toy", ToyFactory(pool))
+    baseplate = make_baseplate(statsd, toy=ToyFactory(pool))
     return types.SimpleNamespace(baseplate=baseplate, pool=pool, statsd=statsd)
 
 

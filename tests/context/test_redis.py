@@ -17,7 +17,6 @@ import redis
 from opentelemetry.trace import SpanKind, StatusCode
 from redis.lock import Lock
 
-from baseplate import config, metrics
 from baseplate.config import ConfigurationError
 from baseplate.context.redis import (
     MonitoredRedisConnection,
@@ -28,7 +27,7 @@ from baseplate.context.redis import (
 )
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
-from tests.context.serving import statsd_lines
+from tests.context.serving import make_baseplate, statsd_lines
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -66,11 +65,7 @@ def key_for(redis_key, plain) -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture
 def baseplate(pool, recorder, statsd) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
-    baseplate.register(recorder)
-    baseplate.add_to_context("redis", RedisContextFactory(pool))
-    return baseplate
+    return make_baseplate(statsd, recorder, redis=RedisContextFactory(pool))
 
 
 @pytest.fixture
@@ -198,9 +193,7 @@ def test_a_configured_pool_talks_to_redis(recorder, redis_key):
     pool = pool_from_config(
         {"redis.url": REDIS_URL, "redis.max_connections": "2", "redis.socket_timeout": "5 seconds"}
     )
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("redis", RedisContextFactory(pool))
+    baseplate = make_baseplate(recorder=recorder, redis=RedisContextFactory(pool))
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.redis.set(redis_key, "configured")
@@ -239,8 +232,7 @@ def test_a_response_callback_is_set_for_one_connection_alone(request_context, pl
 
 
 def test_a_connection_made_directly_works(pool, recorder, redis_key):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
+    baseplate = make_baseplate(recorder=recorder)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler") as server_span:
         connection = MonitoredRedisConnection("cache", server_span, pool)
@@ -296,10 +288,9 @@ def test_each_command_is_timed_and_counted(request_context, statsd, redis_key):
 
 
 def test_span_names_follow_the_context_attribute(pool, recorder, redis_key):
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("cache", RedisContextFactory(pool))
-    baseplate.add_to_context("sessions", RedisContextFactory(pool))
+    baseplate = make_baseplate(
+        recorder=recorder, cache=RedisContextFactory(pool), sessions=RedisContextFactory(pool)
+    )
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         context.cache.exists(redis_key)

@@ -16,11 +16,10 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from baseplate import config, metrics
 from baseplate.context.redis import MessageQueue, RedisContextFactory
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
-from tests.context.serving import statsd_lines
+from tests.context.serving import make_baseplate, statsd_lines
 from tests.server import free_port, wait_until
 
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -88,11 +87,7 @@ def pool(server) -> Iterator[redis.ConnectionPool]:
 
 @pytest.fixture
 def baseplate(pool, recorder, statsd) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
-    baseplate.register(recorder)
-    baseplate.add_to_context("redis", RedisContextFactory(pool))
-    return baseplate
+    return make_baseplate(statsd, recorder, redis=RedisContextFactory(pool))
 
 
 def assert_lines(lines: list[str], expected: list[str]) -> None:

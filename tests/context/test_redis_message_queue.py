@@ -15,12 +15,11 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from baseplate import config, metrics
 from baseplate.context import redis as redis_context
 from baseplate.context.redis import MessageQueue, RedisContextFactory, pool_from_config
-from baseplate.core import Baseplate
 from baseplate.message_queue import InvalidParametersError, MessageQueueError, TimedOutError
 from baseplate.testing import RecordingObserver
+from tests.context.serving import make_baseplate
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -243,10 +242,7 @@ def test_a_client_is_used_as_it_is(redis_key, pools):
 
 def test_on_the_request_connection_each_command_is_a_span(redis_key, pools, statsd):
     recorder = RecordingObserver()
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
-    baseplate.register(recorder)
-    baseplate.add_to_context("redis", RedisContextFactory(pools(socket_timeout=2)))
+    baseplate = make_baseplate(statsd, recorder, redis=RedisContextFactory(pools(socket_timeout=2)))
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         queue = MessageQueue(redis_key, context.redis)
@@ -287,9 +283,9 @@ def test_on_the_request_connection_each_command_is_a_span(redis_key, pools, stat
 
 def test_polling_on_the_request_connection_is_a_span_per_poll(redis_key, pools):
     recorder = RecordingObserver()
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("redis", RedisContextFactory(pools(socket_timeout=0.5)))
+    baseplate = make_baseplate(
+        recorder=recorder, redis=RedisContextFactory(pools(socket_timeout=0.5))
+    )
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"), pytest.raises(TimedOutError):
         MessageQueue(redis_key, context.redis).get(timeout=0.3)  # 1 second, in polls

@@ -6,10 +6,8 @@ import logging
 
 import pytest
 
-from baseplate import config, metrics
 from baseplate.context.redis import RedisContextFactory, WatchedConnectionPool, pool_from_config
-from baseplate.core import Baseplate
-from tests.context.serving import serve, statsd_lines
+from tests.context.serving import make_baseplate, serve, statsd_lines
 
 
 @pytest.fixture
@@ -21,10 +19,7 @@ def pool():
 
 @pytest.fixture
 def baseplate(pool, statsd):
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
-    baseplate.add_to_context("redis", RedisContextFactory(pool))
-    return baseplate
+    return make_baseplate(statsd, redis=RedisContextFactory(pool))
 
 
 def test_the_pool_is_watched(pool):

@@ -11,13 +11,13 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 from sqlalchemy.orm import Session
 
-from baseplate import metrics_client_from_config
 from baseplate.context.sqlalchemy import (
     SQLAlchemyEngineContextFactory,
     SQLAlchemySessionContextFactory,
     engine_from_config,
 )
 from baseplate.core import Baseplate
+from tests.context.serving import make_baseplate
 from tests.context.sqlalchemy_databases import (
     COMMENT,
     SERVERS,
@@ -48,16 +48,12 @@ def engine(database) -> Iterator[Engine]:
 
 @pytest.fixture
 def baseplate(spans, engine, statsd, recorder) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
+    return make_baseplate(
+        statsd,
+        recorder,
+        db=SQLAlchemyEngineContextFactory(engine),
+        session=SQLAlchemySessionContextFactory(engine),
     )
-    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
-    baseplate.add_to_context("session", SQLAlchemySessionContextFactory(engine))
-    return baseplate
 
 
 def finished(spans):

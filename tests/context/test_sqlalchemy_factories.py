@@ -17,6 +17,7 @@ from baseplate.context.sqlalchemy import (
     engine_from_config,
 )
 from baseplate.core import Baseplate
+from tests.context.serving import make_baseplate
 from tests.context.sqlalchemy_databases import COMMENT, items, metric_lines, sqlite_database
 
 
@@ -54,11 +55,11 @@ def other_engine(tmp_path) -> Iterator[Engine]:
 
 @pytest.fixture
 def baseplate(spans, engine, recorder) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.register(recorder)
-    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
-    baseplate.add_to_context("session", SQLAlchemySessionContextFactory(engine))
-    return baseplate
+    return make_baseplate(
+        recorder=recorder,
+        db=SQLAlchemyEngineContextFactory(engine),
+        session=SQLAlchemySessionContextFactory(engine),
+    )
 
 
 def traced_statements(connection, statement: str) -> list[str]:
@@ -150,8 +151,7 @@ def test_an_executemany_is_one_span(baseplate, engine, spans):
 
 
 def test_the_span_is_named_after_the_attribute(spans, engine):
-    baseplate = Baseplate()
-    baseplate.add_to_context("accounts_db", SQLAlchemyEngineContextFactory(engine))
+    baseplate = make_baseplate(accounts_db=SQLAlchemyEngineContextFactory(engine))
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"), context.accounts_db.connect() as conn:
         conn.execute(text("SELECT 1"))
@@ -217,9 +217,10 @@ def test_two_baseplates_on_one_engine_keep_to_themselves(spans, engine, statsd):
 
 
 def test_two_engines_in_one_baseplate(spans, engine, other_engine):
-    baseplate = Baseplate()
-    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
-    baseplate.add_to_context("other", SQLAlchemyEngineContextFactory(other_engine))
+    baseplate = make_baseplate(
+        db=SQLAlchemyEngineContextFactory(engine),
+        other=SQLAlchemyEngineContextFactory(other_engine),
+    )
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         with context.other.begin() as connection:

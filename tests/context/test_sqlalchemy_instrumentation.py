@@ -17,13 +17,13 @@ import pytest
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import Engine, text
 
-from baseplate import metrics_client_from_config
 from baseplate.context.sqlalchemy import (
     SQLAlchemyEngineContextFactory,
     SQLAlchemySessionContextFactory,
     engine_from_config,
 )
 from baseplate.core import Baseplate
+from tests.context.serving import make_baseplate
 from tests.context.sqlalchemy_databases import SERVERS, Database, metric_lines, sqlite_database
 
 
@@ -53,15 +53,11 @@ def engine(request, spans, database) -> Iterator[Engine]:
 
 @pytest.fixture
 def baseplate(engine, statsd) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
+    return make_baseplate(
+        statsd,
+        db=SQLAlchemyEngineContextFactory(engine),
+        session=SQLAlchemySessionContextFactory(engine),
     )
-    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
-    baseplate.add_to_context("session", SQLAlchemySessionContextFactory(engine))
-    return baseplate
 
 
 def test_the_instrumentation_is_on(engine, spans):

@@ -7,13 +7,11 @@ import logging
 import pytest
 import sqlalchemy
 
-from baseplate import config, metrics
 from baseplate.context.sqlalchemy import (
     SQLAlchemyEngineContextFactory,
     SQLAlchemySessionContextFactory,
 )
-from baseplate.core import Baseplate
-from tests.context.serving import serve, statsd_lines
+from tests.context.serving import make_baseplate, serve, statsd_lines
 
 
 @pytest.fixture
@@ -23,20 +21,13 @@ def engine(tmp_path):
     engine.dispose()
 
 
-def make_baseplate(statsd, name, factory):
-    baseplate = Baseplate()
-    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
-    baseplate.add_to_context(name, factory)
-    return baseplate
-
-
 def select_one(context):
     with context.db.connect() as connection:
         connection.execute(sqlalchemy.text("select 1"))
 
 
 def test_a_request_reports_the_pool_gauges(engine, statsd):
-    baseplate = make_baseplate(statsd, "db", SQLAlchemyEngineContextFactory(engine))
+    baseplate = make_baseplate(statsd, db=SQLAlchemyEngineContextFactory(engine))
     serve(baseplate, select_one)
     sent = statsd_lines(statsd)
     assert "svc.clients.db.pool.size:3|g" in sent
@@ -49,7 +40,7 @@ def open_and_forget(context):
 
 
 def test_a_connection_left_open_is_a_leak(engine, statsd, caplog):
-    baseplate = make_baseplate(statsd, "db", SQLAlchemyEngineContextFactory(engine))
+    baseplate = make_baseplate(statsd, db=SQLAlchemyEngineContextFactory(engine))
     kept = []
     with caplog.at_level(logging.WARNING, logger="baseplate.context.pool_watch"):
         server_span = serve(baseplate, lambda context: kept.append(open_and_forget(context)))
@@ -64,7 +55,7 @@ def test_a_connection_left_open_is_a_leak(engine, statsd, caplog):
 
 
 def test_a_session_closed_at_the_end_of_the_request_leaks_nothing(engine, statsd):
-    baseplate = make_baseplate(statsd, "db", SQLAlchemySessionContextFactory(engine))
+    baseplate = make_baseplate(statsd, db=SQLAlchemySessionContextFactory(engine))
     serve(baseplate, lambda context: context.db.execute(sqlalchemy.text("select 1")))
     sent = statsd_lines(statsd)
     assert "svc.clients.db.pool.in_use:0|g" in sent

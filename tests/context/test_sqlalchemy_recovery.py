@@ -19,13 +19,13 @@ import sqlalchemy.exc
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Engine, text
 
-from baseplate import metrics_client_from_config
 from baseplate.context.sqlalchemy import (
     SQLAlchemyEngineContextFactory,
     SQLAlchemySessionContextFactory,
     engine_from_config,
 )
 from baseplate.core import Baseplate
+from tests.context.serving import make_baseplate
 from tests.context.sqlalchemy_databases import SERVERS, Database, metric_lines
 
 
@@ -35,16 +35,12 @@ def database(request) -> Iterator[Database]:
         yield database
 
 
-def make_baseplate(engine: Engine, statsd) -> Baseplate:
-    baseplate = Baseplate()
-    baseplate.configure_metrics(
-        metrics_client_from_config(
-            {"metrics.namespace": "svc", "metrics.endpoint": statsd.endpoint}
-        )
+def baseplate_on(engine: Engine, statsd) -> Baseplate:
+    return make_baseplate(
+        statsd,
+        db=SQLAlchemyEngineContextFactory(engine),
+        session=SQLAlchemySessionContextFactory(engine),
     )
-    baseplate.add_to_context("db", SQLAlchemyEngineContextFactory(engine))
-    baseplate.add_to_context("session", SQLAlchemySessionContextFactory(engine))
-    return baseplate
 
 
 @pytest.fixture
@@ -83,7 +79,7 @@ def statement_metrics(success: bool) -> list[str]:
 
 def test_the_statement_after_a_kill_fails_and_the_next_reconnects(database, engines, statsd, spans):
     engine = engines()
-    baseplate = make_baseplate(engine, statsd)
+    baseplate = baseplate_on(engine, statsd)
     killed = backend_of_a_request(baseplate, database)
     database.kill(killed)
     statsd.received()
@@ -103,7 +99,7 @@ def test_the_statement_after_a_kill_fails_and_the_next_reconnects(database, engi
 
 def test_pre_ping_replaces_a_killed_connection(database, engines, statsd, spans):
     engine = engines(pool_pre_ping="true")
-    baseplate = make_baseplate(engine, statsd)
+    baseplate = baseplate_on(engine, statsd)
     killed = backend_of_a_request(baseplate, database)
     database.kill(killed)
     statsd.received()
@@ -117,7 +113,7 @@ def test_a_session_rolls_back_and_carries_on_after_a_kill(database, engines, sta
     # the statement fails, and the session must be rolled back before it can
     # be used again, on a new connection.
     engine = engines(pool_pre_ping="true")
-    baseplate = make_baseplate(engine, statsd)
+    baseplate = baseplate_on(engine, statsd)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         killed = database.backend_id(context.session.connection())
@@ -146,7 +142,7 @@ def test_an_unreachable_server_fails_the_connect_not_a_statement(closed_port, st
     engine = engine_from_config(
         {"database.url": f"postgresql+psycopg://postgres@127.0.0.1:{closed_port}/test"}
     )
-    baseplate = make_baseplate(engine, statsd)
+    baseplate = baseplate_on(engine, statsd)
     context = SimpleNamespace()
     with pytest.raises(sqlalchemy.exc.OperationalError):  # noqa: SIM117
         with baseplate.make_server_span(context, "handler"), context.db.connect():
@@ -187,7 +183,7 @@ def test_an_interrupted_statement_ends_its_span_as_a_failure(
     database, engines, statsd, spans, deadline
 ):
     engine = engines()
-    baseplate = make_baseplate(engine, statsd)
+    baseplate = baseplate_on(engine, statsd)
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         with context.db.connect() as connection, pytest.raises(Deadline):
