@@ -1,11 +1,14 @@
-"""The trace publisher's batching: raw span records into JSON arrays of bounded size and age.
+"""The publishers' batching: raw records into framed batches of bounded size and age.
 
+The trace publisher frames its batches as JSON arrays; the event publisher
+uses the same batcher with the framing of its collector's protocol version.
 This part does no IO and reads no clock, so it is tested, and can be reused,
 on its own; :mod:`baseplate.diagnostics.tracing.publisher` documents it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 #: The default ``max_batch_size``: the most bytes one POST carries.
@@ -24,11 +27,40 @@ class MessageTooLargeError(ValueError):
 
     def __init__(self, size: int, max_size: int) -> None:
         super().__init__(
-            f"a {size}-byte span cannot fit a batch of at most {max_size} bytes"
-            " (2 of which are the brackets)"
+            f"a {size}-byte message cannot fit a batch of at most {max_size} bytes"
+            " (its framing included)"
         )
         self.size = size
         self.max_size = max_size
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a batch wraps its messages: ``opening(count)``, the messages joined
+    by ``separator``, then ``closing``.
+
+    The opening may state how many messages follow, so its length can grow
+    with the count; the batcher measures it for every message it adds.
+
+    .. versionadded:: 0.31
+    """
+
+    opening: Callable[[int], bytes]
+    """The bytes before the first message, given how many messages the batch holds."""
+
+    closing: bytes
+    """The bytes after the last message."""
+
+    separator: bytes = b","
+    """The bytes between two messages."""
+
+    def overhead(self, count: int) -> int:
+        """How many bytes the framing adds to ``count`` messages (at least one)."""
+        return len(self.opening(count)) + len(self.closing) + (count - 1) * len(self.separator)
+
+
+#: A JSON array: ``[`` + the messages joined by ``,`` + ``]``.
+JSON_ARRAY = Framing(opening=lambda count: b"[", closing=b"]")
 
 
 @dataclass(frozen=True)
@@ -36,20 +68,22 @@ class SpanBatch:
     """A closed batch, ready to post."""
 
     payload: bytes
-    """The JSON array: ``[`` + the messages joined by ``,`` + ``]``."""
+    """The framed messages; with the default framing, the JSON array ``[`` +
+    the messages joined by ``,`` + ``]``."""
 
     count: int
     """How many spans (messages) it holds."""
 
 
 class Batcher:
-    """Groups raw span records into JSON arrays of bounded size and age.
+    """Groups raw records into framed batches of bounded size and age.
 
     A batch is closed when the next message would take it over ``max_size``
-    bytes, counting the two brackets and one comma between each pair of
-    messages (so ``len(batch.payload) <= max_size`` always holds), or once its
-    first message is ``max_age`` seconds old. Messages are joined as they are,
-    without being parsed: producers put one JSON object per message.
+    bytes, its framing included (for the default, JSON arrays: two brackets
+    and one comma between each pair of messages), so ``len(batch.payload) <=
+    max_size`` always holds; or once its first message is ``max_age`` seconds
+    old. Messages are joined as they are, without being parsed: producers put
+    one JSON object per message.
 
     The batcher does no IO and reads no clock; callers pass ``now`` in
     whatever monotonic unit of seconds they like. It is not thread-safe.
@@ -61,19 +95,28 @@ class Batcher:
     SpanBatch(payload=b'["a","b"]', count=2)
     >>> batcher.take_if_due(now=1.2)
     SpanBatch(payload=b'["c"]', count=1)
+
+    :param framing: How batches wrap their messages.
+
+    .. versionchanged:: 0.31
+       ``framing``.
     """
 
     def __init__(
-        self, max_size: int = DEFAULT_MAX_BATCH_SIZE, max_age: float = MAX_BATCH_AGE
+        self,
+        max_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_age: float = MAX_BATCH_AGE,
+        framing: Framing = JSON_ARRAY,
     ) -> None:
-        if max_size < 3:
+        if max_size < framing.overhead(1) + 1:
             raise ValueError(f"max_size must leave room for a message, not {max_size!r}")
         if not max_age > 0:
             raise ValueError(f"max_age must be a positive number of seconds, not {max_age!r}")
         self.max_size = max_size
         self.max_age = max_age
+        self.framing = framing
         self._messages: list[bytes] = []
-        self._size = 0
+        self._content = 0  # the bytes of the messages alone
         self._started = 0.0
 
     def __len__(self) -> int:
@@ -83,25 +126,28 @@ class Batcher:
     @property
     def size(self) -> int:
         """The length the open batch would have if closed now (0 when empty)."""
-        return self._size
+        if not self._messages:
+            return 0
+        return self._content + self.framing.overhead(len(self._messages))
 
     def add(self, message: bytes, now: float) -> SpanBatch | None:
         """Add ``message``, returning the batch it closed because it did not fit.
 
-        :raises MessageTooLargeError: ``message`` is longer than
-            ``max_size - 2``; it is not added and the open batch is untouched.
+        :raises MessageTooLargeError: ``message`` cannot fit even a batch of
+            its own; it is not added and the open batch is untouched.
         """
-        if len(message) + 2 > self.max_size:
+        if len(message) + self.framing.overhead(1) > self.max_size:
             raise MessageTooLargeError(len(message), self.max_size)
         closed = None
-        if self._messages and self._size + 1 + len(message) > self.max_size:
+        count = len(self._messages)
+        if count and (
+            self._content + len(message) + self.framing.overhead(count + 1) > self.max_size
+        ):
             closed = self._close()
-        if self._messages:
-            self._size += 1 + len(message)
-        else:
-            self._size = 2 + len(message)
+        if not self._messages:
             self._started = now
         self._messages.append(message)
+        self._content += len(message)
         return closed
 
     def take_if_due(self, now: float) -> SpanBatch | None:
@@ -115,7 +161,9 @@ class Batcher:
         return self._close() if self._messages else None
 
     def _close(self) -> SpanBatch:
-        batch = SpanBatch(b"[" + b",".join(self._messages) + b"]", len(self._messages))
+        framing, count = self.framing, len(self._messages)
+        payload = framing.opening(count) + framing.separator.join(self._messages) + framing.closing
+        batch = SpanBatch(payload, count)
         self._messages = []
-        self._size = 0
+        self._content = 0
         return batch

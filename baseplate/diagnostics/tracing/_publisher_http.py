@@ -75,6 +75,8 @@ class HTTPPoster:
     :param url: Where every batch is posted.
     :param user_agent: The ``User-Agent`` of every request.
     :param noun: What the messages are, for the logs (``spans``, ``events``).
+    :param log: Where the poster, and the loop that uses it, log; by default
+        the trace publisher's logger.
     :raises ValueError: ``url`` is not an ``http`` or ``https`` URL, or
         ``post_timeout`` is not positive.
 
@@ -89,6 +91,7 @@ class HTTPPoster:
         user_agent: str,
         post_timeout: float = 3.0,
         noun: str = "messages",
+        log: logging.Logger = logger,
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -105,6 +108,7 @@ class HTTPPoster:
         self.user_agent = user_agent
         self.post_timeout = post_timeout
         self.noun = noun
+        self.logger = log
 
     def encode(self, batch: SpanBatch) -> tuple[bytes, dict[str, str]]:
         """The body and headers (besides ``User-Agent``) that carry ``batch``.
@@ -141,7 +145,7 @@ class HTTPPoster:
                     status, reason, response_body = self._attempt(body, headers, timeout)
             except (OSError, http.client.HTTPException) as exc:
                 self.metrics.counter("error.io").increment()
-                logger.warning(
+                self.logger.warning(
                     "posting %d %s to %s failed: %r", batch.count, self.noun, self.url, exc
                 )
                 continue
@@ -149,7 +153,7 @@ class HTTPPoster:
                 self.metrics.counter("sent").increment(batch.count)
                 return Delivery.SENT
             self.metrics.counter("error.http").increment()
-            logger.warning(
+            self.logger.warning(
                 "posting %d %s to %s failed: HTTP %d %s: %r",
                 batch.count,
                 self.noun,
@@ -208,8 +212,8 @@ class ZipkinPoster(HTTPPoster):
             raise ValueError(f"{api_url!r}: {exc}") from None
         if retry_limit < 1:
             raise ValueError(f"retry_limit must be at least 1, not {retry_limit!r}")
-        if not retry_backoff > 0:
-            raise ValueError(f"retry_backoff must be positive, not {retry_backoff!r}")
+        if not retry_backoff > 0 or math.isinf(retry_backoff):  # also rejects NaN
+            raise ValueError(f"retry_backoff must be positive and finite, not {retry_backoff!r}")
         super().__init__(
             api_url.rstrip("/") + "/spans",
             metrics,

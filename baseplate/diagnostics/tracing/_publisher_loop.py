@@ -1,5 +1,6 @@
-"""The trace publisher's loop: a reader thread batching the queue, a sender thread posting.
+"""The publishers' loop: a reader thread batching the queue, a sender thread posting.
 
+The trace publisher and the event publisher both run it;
 :mod:`baseplate.diagnostics.tracing.publisher` documents this part.
 """
 
@@ -15,7 +16,7 @@ from baseplate.diagnostics.tracing._publisher_batching import (
     MessageTooLargeError,
     SpanBatch,
 )
-from baseplate.diagnostics.tracing._publisher_http import Delivery, ZipkinPoster, logger
+from baseplate.diagnostics.tracing._publisher_http import Delivery, HTTPPoster
 from baseplate.message_queue import MessageQueue, TimedOutError
 from baseplate.metrics import BaseClient
 from baseplate.retry import RetryPolicy
@@ -25,21 +26,28 @@ POLL_INTERVAL = 0.2
 
 
 class Publisher:
-    """Reads spans from a queue, batches them and hands the batches to a poster.
+    """Reads messages from a queue, batches them and hands the batches to a poster.
 
     :meth:`run` reads the queue in the calling thread and posts from a sender
     thread of its own. Closed batches wait for the sender in a list of at most
     ``max_pending_batches`` (besides the one being posted); when a new batch
     would exceed that, the oldest waiting one is dropped. So reading never
-    waits for Zipkin, and a queue that stays drained keeps producers from
-    dropping spans at their end instead.
+    waits for the server, and a queue that stays drained keeps producers from
+    dropping spans at their end instead. With ``wait_for_room`` the reader
+    waits instead: it takes nothing off the queue while that many batches
+    wait (so at most one more than that is ever held), and the messages stay
+    on the queue, where they outlast a restart of the publisher, until the
+    sender catches up; producers then find the queue full.
 
     A batch is dropped, logged at error level and counted in the metric
-    ``dropped.<reason>`` (increased by its number of spans) when a span is
-    too large for any batch (``too_large``), Zipkin refuses it
-    (``rejected``), every attempt fails (``undeliverable``), the pending list
-    overflows (``overflow``) or the publisher stops before it could be sent
-    (``shutdown``).
+    ``dropped.<reason>`` (increased by its number of messages) when a message
+    is too large for any batch (``too_large``) or empty (``empty``), the
+    server refuses it (``rejected``), every attempt fails
+    (``undeliverable``), the pending list overflows (``overflow``) or the
+    publisher stops before it could be sent (``shutdown``).
+
+    .. versionchanged:: 0.31
+       Any :class:`HTTPPoster`, ``wait_for_room``, and empty messages dropped.
 
     :param clock: Monotonic seconds, used for the age of batches.
     :param stop: Setting it makes :meth:`run` stop; :meth:`stop` sets it.
@@ -52,10 +60,11 @@ class Publisher:
         self,
         queue: MessageQueue,
         batcher: Batcher,
-        poster: ZipkinPoster,
+        poster: HTTPPoster,
         metrics: BaseClient,
         *,
         max_pending_batches: int = 20,
+        wait_for_room: bool = False,
         shutdown_timeout: float = 5.0,
         poll_interval: float = POLL_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
@@ -68,12 +77,14 @@ class Publisher:
         self.poster = poster
         self.metrics = metrics
         self.max_pending_batches = max_pending_batches
+        self.wait_for_room = wait_for_room
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
         self.clock = clock
         self._stop = threading.Event() if stop is None else stop
         self._lock = threading.Lock()
         self._batch_ready = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._pending: collections.deque[SpanBatch] = collections.deque()
         self._in_flight: SpanBatch | None = None
         self._abandoned = False  # the sender's work was given up for lost at exit
@@ -90,7 +101,7 @@ class Publisher:
         run. An error reading the queue stops the publisher the same way and
         is then raised.
         """
-        sender = threading.Thread(target=self._send_loop, name="trace-publisher-sender")
+        sender = threading.Thread(target=self._send_loop, name="publisher-sender")
         sender.daemon = True  # a post that hangs past the deadline must not hold up exit
         sender.start()
         try:
@@ -101,12 +112,19 @@ class Publisher:
 
     def _read_loop(self) -> None:
         while not self._stop.is_set():
+            if self.wait_for_room:
+                with self._lock:
+                    if len(self._pending) >= self.max_pending_batches:
+                        self._room.wait(self.poll_interval)
+                        continue
             try:
                 message: bytes | None = self.queue.get(timeout=self.poll_interval)
             except TimedOutError:
                 message = None
             now = self.clock()
-            if message is not None:
+            if message is not None and not message:
+                self._drop(1, "empty", "an empty message holds no record")
+            elif message is not None:
                 try:
                     closed = self.batcher.add(message, now)
                 except MessageTooLargeError as exc:
@@ -122,7 +140,7 @@ class Publisher:
         with self._lock:
             self._pending.append(batch)
             overflow = []
-            while len(self._pending) > self.max_pending_batches:
+            while not self.wait_for_room and len(self._pending) > self.max_pending_batches:
                 overflow.append(self._pending.popleft())
             self._batch_ready.notify()
         for oldest in overflow:
@@ -140,10 +158,11 @@ class Publisher:
                 if not self._pending or self._stop.is_set():
                     continue
                 batch = self._in_flight = self._pending.popleft()
+                self._room.notify()
             try:
                 result = self.poster.post(batch, self.poster.retry_policy(self._stop))
             except Exception:  # a bug must not silence the sender for good
-                logger.exception("unexpected error posting a batch")
+                self.poster.logger.exception("unexpected error posting a batch")
                 result = Delivery.FAILED
             with self._lock:
                 self._in_flight = None
@@ -156,7 +175,7 @@ class Publisher:
 
     def _settle(self, batch: SpanBatch, result: Delivery, failed_reason: str) -> None:
         if result is Delivery.REJECTED:
-            self._drop(batch.count, "rejected", "Zipkin refused the batch")
+            self._drop(batch.count, "rejected", "the server refused the batch")
         elif result is Delivery.FAILED:
             self._drop(batch.count, failed_reason, "no attempt to send it succeeded")
 
@@ -174,7 +193,7 @@ class Publisher:
                 self._drop(batch.count, "shutdown", "it was still being posted at the deadline")
         with self._lock:
             pending = len(self._pending)
-        logger.info("stopping: %d batch(es) left to send", pending)
+        self.poster.logger.info("stopping: %d batch(es) left to send", pending)
         while True:
             with self._lock:
                 if not self._pending:
@@ -189,4 +208,4 @@ class Publisher:
 
     def _drop(self, count: int, reason: str, why: str) -> None:
         self.metrics.counter(f"dropped.{reason}").increment(count)
-        logger.error("dropped %d span(s) (%s): %s", count, reason, why)
+        self.poster.logger.error("dropped %d %s (%s): %s", count, self.poster.noun, reason, why)

@@ -34,17 +34,25 @@ import sys
 
 from baseplate.diagnostics.tracing._publisher_batching import (
     DEFAULT_MAX_BATCH_SIZE,
+    JSON_ARRAY,
     MAX_BATCH_AGE,
     Batcher,
+    Framing,
     MessageTooLargeError,
     SpanBatch,
 )
 from baseplate.diagnostics.tracing._publisher_cli import MAX_MESSAGE_SIZE, MAX_QUEUE_SIZE, main
-from baseplate.diagnostics.tracing._publisher_http import USER_AGENT, Delivery, ZipkinPoster
+from baseplate.diagnostics.tracing._publisher_http import (
+    USER_AGENT,
+    Delivery,
+    HTTPPoster,
+    ZipkinPoster,
+)
 from baseplate.diagnostics.tracing._publisher_loop import POLL_INTERVAL, Publisher
 
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
+    "JSON_ARRAY",
     "MAX_BATCH_AGE",
     "MAX_MESSAGE_SIZE",
     "MAX_QUEUE_SIZE",
@@ -52,6 +60,8 @@ __all__ = [
     "USER_AGENT",
     "Batcher",
     "Delivery",
+    "Framing",
+    "HTTPPoster",
     "MessageTooLargeError",
     "Publisher",
     "SpanBatch",

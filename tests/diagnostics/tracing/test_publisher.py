@@ -239,27 +239,30 @@ class Running:
         assert self.error is None
 
 
-@pytest.fixture
-def start_publisher(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, statsd: StatsdCapture
-) -> Iterator[Callable[..., Running]]:
-    """Start a publisher reading ``span_queue``; options go to the parts they configure."""
-    running: list[Running] = []
+class PublisherRig:
+    """A producer's queue, the Zipkin stand-in and the metrics, and publishers started on them."""
+
+    def __init__(self, queue: MessageQueue, zipkin: ZipkinStandIn, metrics: MetricsLog) -> None:
+        self.queue = queue
+        self.zipkin = zipkin
+        self.metrics = metrics
+        self.running: list[Running] = []
 
     def start(
+        self,
         *,
         max_size: int = 512000,
         max_age: float = 0.2,
         retry_limit: int = 10,
         retry_backoff: float = 0.01,
         post_timeout: float = 3.0,
-        url: str | None = None,
         **options: object,
     ) -> Running:
-        metrics = make_client("tp", Endpoint(statsd.endpoint))
-        consumer = MessageQueue(span_queue.name, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
+        """Start a publisher reading the queue; options go to the parts they configure."""
+        metrics = make_client("tp", Endpoint(self.metrics.statsd.endpoint))
+        consumer = MessageQueue(self.queue.name, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
         poster = ZipkinPoster(
-            url or zipkin.url,
+            self.zipkin.url,
             metrics,
             post_timeout=post_timeout,
             retry_limit=retry_limit,
@@ -273,11 +276,17 @@ def start_publisher(
             metrics,
             **options,  # type: ignore[arg-type]
         )
-        running.append(Running(publisher))
-        return running[-1]
+        self.running.append(Running(publisher))
+        return self.running[-1]
 
-    yield start
-    for run in running:
+
+@pytest.fixture
+def rig(
+    span_queue: MessageQueue, zipkin: ZipkinStandIn, metrics_log: MetricsLog
+) -> Iterator[PublisherRig]:
+    publishers = PublisherRig(span_queue, zipkin, metrics_log)
+    yield publishers
+    for run in publishers.running:
         if run.thread.is_alive():
             run.stop()
         run.publisher.queue.close()
@@ -535,182 +544,147 @@ def test_poster_rejects_a_backoff_the_retry_policy_cannot_take(backoff: float) -
 # --- Publisher -------------------------------------------------------------------------
 
 
-def test_publishes_what_the_queue_holds(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
-) -> None:
+def test_publishes_what_the_queue_holds(rig: PublisherRig) -> None:
     for n in range(3):
-        span_queue.put(span(n))
-    run = start_publisher()
+        rig.queue.put(span(n))
+    run = rig.start()
 
-    assert zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
+    assert rig.zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
     run.stop()
 
 
-def test_batches_are_sent_when_their_first_span_is_a_second_old(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
-) -> None:
+def test_batches_are_sent_when_their_first_span_is_a_second_old(rig: PublisherRig) -> None:
     clock = FakeClock()
-    run = start_publisher(max_age=1.0, clock=clock)
+    run = rig.start(max_age=1.0, clock=clock)
     batcher = run.publisher.batcher
-    span_queue.put(span(1))
+    rig.queue.put(span(1))
     # In the batch, not just off the queue: the reader has read the clock for it.
     wait_until(lambda: len(batcher) == 1)
     clock.now += 0.5
-    span_queue.put(span(2))
+    rig.queue.put(span(2))
     wait_until(lambda: len(batcher) == 2)
     time.sleep(0.2)  # several polls of the queue, all too early
-    assert zipkin.requests == []
+    assert rig.zipkin.requests == []
 
     clock.now += 0.5
 
-    assert zipkin.wait_for(1) == [b"[" + span(1) + b"," + span(2) + b"]"]
+    assert rig.zipkin.wait_for(1) == [b"[" + span(1) + b"," + span(2) + b"]"]
     run.stop()
 
 
-def test_full_batches_are_sent_at_once(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
-) -> None:
+def test_full_batches_are_sent_at_once(rig: PublisherRig) -> None:
     messages = [span(n, padding=20) for n in range(6)]
     size = len(messages[0])
     clock = FakeClock()  # never advances: only size closes batches
-    run = start_publisher(max_size=2 + 3 * size + 2, clock=clock)
+    run = rig.start(max_size=2 + 3 * size + 2, clock=clock)
     for message in messages:
-        span_queue.put(message)
+        rig.queue.put(message)
 
-    bodies = zipkin.wait_for(1)
+    bodies = rig.zipkin.wait_for(1)
 
     assert bodies == [b"[" + b",".join(messages[:3]) + b"]"]
     run.stop()  # the rest goes at shutdown
-    assert zipkin.bodies()[1] == b"[" + b",".join(messages[3:]) + b"]"
+    assert rig.zipkin.bodies()[1] == b"[" + b",".join(messages[3:]) + b"]"
 
 
-def test_span_too_large_for_a_batch_is_dropped_and_counted(
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    start_publisher: Callable[..., Running],
-    metrics_log: MetricsLog,
-) -> None:
-    run = start_publisher(max_size=60)
-    span_queue.put(span(1, padding=100))
-    span_queue.put(span(2))
+def test_span_too_large_for_a_batch_is_dropped_and_counted(rig: PublisherRig) -> None:
+    run = rig.start(max_size=60)
+    rig.queue.put(span(1, padding=100))
+    rig.queue.put(span(2))
 
-    assert zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
-    assert metrics_log.count("tp.dropped.too_large") == 1
+    assert rig.zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
+    assert rig.metrics.count("tp.dropped.too_large") == 1
     run.stop()
 
 
-def test_rejected_batch_is_dropped_and_counted(
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    start_publisher: Callable[..., Running],
-    metrics_log: MetricsLog,
-) -> None:
-    zipkin.statuses.append(400)
-    span_queue.put(span(1))
-    span_queue.put(span(2))
-    run = start_publisher()
-    wait_until(lambda: metrics_log.count("tp.dropped.rejected") == 2)
+def test_rejected_batch_is_dropped_and_counted(rig: PublisherRig) -> None:
+    rig.zipkin.statuses.append(400)
+    rig.queue.put(span(1))
+    rig.queue.put(span(2))
+    run = rig.start()
+    wait_until(lambda: rig.metrics.count("tp.dropped.rejected") == 2)
 
-    span_queue.put(span(3))
+    rig.queue.put(span(3))
 
-    assert zipkin.wait_for(2)[1] == b"[" + span(3) + b"]"  # still publishing
-    wait_until(lambda: metrics_log.count("tp.sent") == 1)
-    assert metrics_log.count("tp.error.http") == 1
+    assert rig.zipkin.wait_for(2)[1] == b"[" + span(3) + b"]"  # still publishing
+    wait_until(lambda: rig.metrics.count("tp.sent") == 1)
+    assert rig.metrics.count("tp.error.http") == 1
     run.stop()
 
 
-def test_batch_that_exhausts_its_retries_is_dropped_and_counted(
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    start_publisher: Callable[..., Running],
-    metrics_log: MetricsLog,
-) -> None:
-    zipkin.stop()
-    run = start_publisher(retry_limit=2)
-    span_queue.put(span(1))
-    wait_until(lambda: metrics_log.count("tp.dropped.undeliverable") == 1)
-    assert metrics_log.count("tp.error.io") == 2
+def test_batch_that_exhausts_its_retries_is_dropped_and_counted(rig: PublisherRig) -> None:
+    rig.zipkin.stop()
+    run = rig.start(retry_limit=2)
+    rig.queue.put(span(1))
+    wait_until(lambda: rig.metrics.count("tp.dropped.undeliverable") == 1)
+    assert rig.metrics.count("tp.error.io") == 2
 
-    zipkin.start()
-    span_queue.put(span(2))
+    rig.zipkin.start()
+    rig.queue.put(span(2))
 
-    assert zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
+    assert rig.zipkin.wait_for(1) == [b"[" + span(2) + b"]"]
     run.stop()
 
 
-def test_endpoint_down_longer_than_the_bound_drops_the_oldest_batches(
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    start_publisher: Callable[..., Running],
-    metrics_log: MetricsLog,
-) -> None:
-    zipkin.stop()
+def test_endpoint_down_longer_than_the_bound_drops_the_oldest_batches(rig: PublisherRig) -> None:
+    rig.zipkin.stop()
     messages = [span(n) for n in range(5)]
     # One span per batch; the first is retried while the others wait, two at most.
-    run = start_publisher(
+    run = rig.start(
         max_size=len(messages[0]) + 2, retry_limit=20, retry_backoff=0.01, max_pending_batches=2
     )
-    span_queue.put(messages[0])
-    span_queue.put(messages[1])  # closes the first batch
-    wait_until(lambda: metrics_log.count("tp.error.io") >= 1)  # now in flight
+    rig.queue.put(messages[0])
+    rig.queue.put(messages[1])  # closes the first batch
+    wait_until(lambda: rig.metrics.count("tp.error.io") >= 1)  # now in flight
     for message in messages[2:]:
-        span_queue.put(message)
-    wait_until(lambda: metrics_log.count("tp.dropped.overflow") == 2)
+        rig.queue.put(message)
+    wait_until(lambda: rig.metrics.count("tp.dropped.overflow") == 2)
 
-    zipkin.start()
+    rig.zipkin.start()
 
-    bodies = zipkin.wait_for(3)
+    bodies = rig.zipkin.wait_for(3)
     assert bodies == [b"[" + messages[n] + b"]" for n in (0, 3, 4)]
-    wait_until(lambda: metrics_log.count("tp.sent") == 3)  # the responses, too
-    assert metrics_log.count("tp.dropped.undeliverable") == 0
+    wait_until(lambda: rig.metrics.count("tp.sent") == 3)  # the responses, too
+    assert rig.metrics.count("tp.dropped.undeliverable") == 0
     run.stop()
-    assert len(zipkin.requests) == 3
+    assert len(rig.zipkin.requests) == 3
 
 
-def test_stopping_sends_the_open_batch(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
-) -> None:
-    run = start_publisher(clock=FakeClock())  # nothing ever becomes due by age
-    span_queue.put(span(1))
-    span_queue.put(span(2))
-    wait_until(lambda: queued(span_queue) == 0)
+def test_stopping_sends_the_open_batch(rig: PublisherRig) -> None:
+    run = rig.start(clock=FakeClock())  # nothing ever becomes due by age
+    rig.queue.put(span(1))
+    rig.queue.put(span(2))
+    wait_until(lambda: queued(rig.queue) == 0)
     time.sleep(0.1)
-    assert zipkin.requests == []
+    assert rig.zipkin.requests == []
 
     run.stop()
 
-    assert zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
+    assert rig.zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
 
 
-def test_stopping_while_the_endpoint_is_down_counts_what_is_lost(
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    start_publisher: Callable[..., Running],
-    metrics_log: MetricsLog,
-) -> None:
-    zipkin.stop()
-    run = start_publisher(retry_backoff=60.0, max_size=len(span(1)) + 2)
-    span_queue.put(span(1))  # in flight, waiting out a long backoff
-    span_queue.put(span(2))  # pending
-    span_queue.put(span(3))  # open
-    wait_until(lambda: metrics_log.count("tp.error.io") >= 1 and queued(span_queue) == 0)
+def test_stopping_while_the_endpoint_is_down_counts_what_is_lost(rig: PublisherRig) -> None:
+    rig.zipkin.stop()
+    run = rig.start(retry_backoff=60.0, max_size=len(span(1)) + 2)
+    rig.queue.put(span(1))  # in flight, waiting out a long backoff
+    rig.queue.put(span(2))  # pending
+    rig.queue.put(span(3))  # open
+    wait_until(lambda: rig.metrics.count("tp.error.io") >= 1 and queued(rig.queue) == 0)
 
     run.stop()  # interrupts the backoff; one last try each
 
-    assert metrics_log.count("tp.dropped.shutdown") == 3
-    assert metrics_log.count("tp.error.io") == 4
+    assert rig.metrics.count("tp.dropped.shutdown") == 3
+    assert rig.metrics.count("tp.error.io") == 4
 
 
-def test_stopping_leaves_unread_messages_on_the_queue(
-    span_queue: MessageQueue, zipkin: ZipkinStandIn, start_publisher: Callable[..., Running]
-) -> None:
-    run = start_publisher()
+def test_stopping_leaves_unread_messages_on_the_queue(rig: PublisherRig) -> None:
+    run = rig.start()
     run.stop()
-    span_queue.put(span(1))
+    rig.queue.put(span(1))
 
-    run = start_publisher()
+    run = rig.start()
 
-    assert zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
+    assert rig.zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
     run.stop()
 
 
@@ -773,65 +747,67 @@ class Sidecar:
             raise
 
 
+class Sidecars:
+    """Sidecars for one queue name, configured for the Zipkin stand-in and the statsd capture."""
+
+    def __init__(
+        self, tmp_path: Path, queue_name: str, zipkin: ZipkinStandIn, metrics: MetricsLog
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.queue_name = queue_name
+        self.zipkin = zipkin
+        self.metrics = metrics
+        self.started: list[Sidecar] = []
+
+    def ini(self, **keys: str) -> str:
+        """An INI file with the publisher's section for the queue, and ``keys`` in it."""
+        lines = [
+            f"[trace-publisher:{self.queue_name}]",
+            f"zipkin_api_url = {self.zipkin.url}",
+            "metrics.namespace = trace-publisher",
+            f"metrics.endpoint = {self.metrics.statsd.endpoint}",
+            *(f"{key} = {value}" for key, value in keys.items()),
+        ]
+        return "[app:main]\nfactory = nothing\n\n" + "\n".join(lines) + "\n"
+
+    def start(self, ini: str, *extra: str) -> Sidecar:
+        self.started.append(Sidecar(self.tmp_path, self.queue_name, ini, *extra))
+        return self.started[-1]
+
+
 @pytest.fixture
-def sidecars(tmp_path: Path, queue_name: str) -> Iterator[Callable[..., Sidecar]]:
-    started: list[Sidecar] = []
-
-    def start(ini: str, *extra: str) -> Sidecar:
-        started.append(Sidecar(tmp_path, queue_name, ini, *extra))
-        return started[-1]
-
-    yield start
-    for sidecar in started:
+def sidecars(
+    tmp_path: Path, queue_name: str, zipkin: ZipkinStandIn, metrics_log: MetricsLog
+) -> Iterator[Sidecars]:
+    made = Sidecars(tmp_path, queue_name, zipkin, metrics_log)
+    yield made
+    for sidecar in made.started:
         if sidecar.process.poll() is None:
             sidecar.process.kill()
             sidecar.process.wait()
 
 
-def publisher_ini(
-    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, **keys: str
-) -> str:
-    lines = [
-        f"[trace-publisher:{queue_name}]",
-        f"zipkin_api_url = {zipkin.url}",
-        "metrics.namespace = trace-publisher",
-        f"metrics.endpoint = {statsd.endpoint}",
-        *(f"{key} = {value}" for key, value in keys.items()),
-    ]
-    return "[app:main]\nfactory = nothing\n\n" + "\n".join(lines) + "\n"
-
-
 def test_cli_publishes_from_an_existing_small_queue(
-    span_queue: MessageQueue,
-    queue_name: str,
-    zipkin: ZipkinStandIn,
-    metrics_log: MetricsLog,
-    sidecars: Callable[..., Sidecar],
+    span_queue: MessageQueue, sidecars: Sidecars
 ) -> None:
     # The queue is far smaller than the 10000 x 102400 the publisher asks for.
-    sidecar = sidecars(publisher_ini(queue_name, zipkin, metrics_log.statsd))
+    sidecar = sidecars.start(sidecars.ini())
     sidecar.wait_until_ready()
     for n in range(3):
         span_queue.put(span(n))
 
-    assert zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
-    request = zipkin.requests[0]
+    assert sidecars.zipkin.wait_for(1) == [b"[" + b",".join(span(n) for n in range(3)) + b"]"]
+    request = sidecars.zipkin.requests[0]
     assert (request.method, request.path) == ("POST", "/api/v1/spans")
     assert request.headers["User-Agent"] == "baseplate-trace-publisher/1.0"
     assert request.headers["Content-Type"] == "application/json"
-    wait_until(lambda: metrics_log.count("trace-publisher.sent") == 3)
-    assert any(line.startswith("trace-publisher.post:") for line in metrics_log.lines)
+    wait_until(lambda: sidecars.metrics.count("trace-publisher.sent") == 3)
+    assert any(line.startswith("trace-publisher.post:") for line in sidecars.metrics.lines)
     assert sidecar.terminate() == 0
 
 
-def test_cli_sigterm_flushes_then_exits_zero(
-    span_queue: MessageQueue,
-    queue_name: str,
-    zipkin: ZipkinStandIn,
-    statsd: StatsdCapture,
-    sidecars: Callable[..., Sidecar],
-) -> None:
-    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd))
+def test_cli_sigterm_flushes_then_exits_zero(span_queue: MessageQueue, sidecars: Sidecars) -> None:
+    sidecar = sidecars.start(sidecars.ini())
     sidecar.wait_until_ready()
     span_queue.put(span(1))
     span_queue.put(span(2))
@@ -839,18 +815,12 @@ def test_cli_sigterm_flushes_then_exits_zero(
 
     assert sidecar.terminate() == 0
 
-    assert zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
+    assert sidecars.zipkin.bodies() == [b"[" + span(1) + b"," + span(2) + b"]"]
     assert "SIGTERM" in sidecar.log
 
 
-def test_cli_sigint_exits_zero(
-    queue_name: str,
-    span_queue: MessageQueue,
-    zipkin: ZipkinStandIn,
-    statsd: StatsdCapture,
-    sidecars: Callable[..., Sidecar],
-) -> None:
-    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd), "--debug")
+def test_cli_sigint_exits_zero(span_queue: MessageQueue, sidecars: Sidecars) -> None:
+    sidecar = sidecars.start(sidecars.ini(), "--debug")
     sidecar.wait_until_ready()
     sidecar.process.send_signal(signal.SIGINT)
 
@@ -858,76 +828,62 @@ def test_cli_sigint_exits_zero(
 
 
 def test_cli_restart_picks_up_messages_left_on_the_queue(
-    span_queue: MessageQueue,
-    queue_name: str,
-    zipkin: ZipkinStandIn,
-    statsd: StatsdCapture,
-    sidecars: Callable[..., Sidecar],
+    span_queue: MessageQueue, sidecars: Sidecars
 ) -> None:
-    ini = publisher_ini(queue_name, zipkin, statsd)
-    first = sidecars(ini)
+    ini = sidecars.ini()
+    first = sidecars.start(ini)
     first.wait_until_ready()
     span_queue.put(span(1))
-    zipkin.wait_for(1)
+    sidecars.zipkin.wait_for(1)
     assert first.terminate() == 0
 
     for n in range(2, 5):  # nobody reads now
         span_queue.put(span(n))
-    second = sidecars(ini)
+    second = sidecars.start(ini)
 
-    assert zipkin.wait_for(2)[1] == b"[" + b",".join(span(n) for n in range(2, 5)) + b"]"
+    assert sidecars.zipkin.wait_for(2)[1] == b"[" + b",".join(span(n) for n in range(2, 5)) + b"]"
     assert second.terminate() == 0
 
 
 def test_cli_falls_back_to_the_unnamed_section(
-    span_queue: MessageQueue,
-    queue_name: str,
-    zipkin: ZipkinStandIn,
-    statsd: StatsdCapture,
-    sidecars: Callable[..., Sidecar],
+    span_queue: MessageQueue, sidecars: Sidecars
 ) -> None:
-    ini = publisher_ini(queue_name, zipkin, statsd).replace(
-        f"[trace-publisher:{queue_name}]", "[trace-publisher]"
-    )
-    sidecar = sidecars(ini)
+    ini = sidecars.ini().replace(f"[trace-publisher:{sidecars.queue_name}]", "[trace-publisher]")
+    sidecar = sidecars.start(ini)
     sidecar.wait_until_ready()
     span_queue.put(span(1))
 
-    assert zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
+    assert sidecars.zipkin.wait_for(1) == [b"[" + span(1) + b"]"]
     assert sidecar.terminate() == 0
 
 
-def test_cli_names_the_bad_key(
-    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
-) -> None:
-    sidecar = sidecars(publisher_ini(queue_name, zipkin, statsd, retry_limit="ten"))
+def test_cli_names_the_bad_key(sidecars: Sidecars) -> None:
+    sidecar = sidecars.start(sidecars.ini(retry_limit="ten"))
 
     assert sidecar.wait() == 1
-    assert f"[trace-publisher:{queue_name}] retry_limit: invalid value 'ten'" in sidecar.log
+    assert (
+        f"[trace-publisher:{sidecars.queue_name}] retry_limit: invalid value 'ten'" in sidecar.log
+    )
 
 
-def test_cli_needs_a_section(
-    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
-) -> None:
-    sidecar = sidecars("[trace-publisher:another]\nzipkin_api_url = http://z/api/v1\n")
+def test_cli_needs_a_section(sidecars: Sidecars) -> None:
+    sidecar = sidecars.start("[trace-publisher:another]\nzipkin_api_url = http://z/api/v1\n")
 
     assert sidecar.wait() == 1
-    assert f"no [trace-publisher:{queue_name}] section" in sidecar.log
+    assert f"no [trace-publisher:{sidecars.queue_name}] section" in sidecar.log
 
 
-def test_cli_explains_a_queue_it_cannot_create(
-    queue_name: str, zipkin: ZipkinStandIn, statsd: StatsdCapture, sidecars: Callable[..., Sidecar]
-) -> None:
+def test_cli_explains_a_queue_it_cannot_create(sidecars: Sidecars) -> None:
     # More messages than Linux allows anyone (HARD_MSGMAX is 65536), root included.
-    ini = publisher_ini(queue_name, zipkin, statsd, **{"queue.max_messages": "100000"})
-    sidecar = sidecars(ini)
+    ini = sidecars.ini(**{"queue.max_messages": "100000"})
+    sidecar = sidecars.start(ini)
 
     assert sidecar.wait() == 1
-    assert f"cannot open queue /traces-{queue_name}" in sidecar.log
+    assert f"cannot open queue /traces-{sidecars.queue_name}" in sidecar.log
     assert "/proc/sys/fs/mqueue/msg_max" in sidecar.log
     assert "queue.max_messages=100000" in sidecar.log
     with pytest.raises(posix_ipc.ExistentialError):
-        posix_ipc.unlink_message_queue(f"/traces-{queue_name}")
+        posix_ipc.unlink_message_queue(f"/traces-{sidecars.queue_name}")
 
 
 # --- configuration ---------------------------------------------------------------------
