@@ -64,6 +64,7 @@ nitpick_ignore += [
     ("py:exc", "ConfigFileError"),  # baseplate/server/__init__.py: a private class
     ("py:func", "attach"),  # bridge/current.py: opentelemetry.context.attach
     ("py:func", "get_current"),  # bridge/current.py: opentelemetry.context.get_current
+    ("py:func", "reset_state"),  # baseplate/testing.py: bridge.provider.reset_state
     # baseplate/experiments/__init__.py and docs/experiments.rst: baseplate.events
     # has no page yet.
     ("py:class", "baseplate.events.DebugLogger"),
