@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 from bridge import creation
 from bridge._state import state
+from bridge.failures import FailureLog
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class SpanOwner(Protocol):
     """Hears about the spans started under the span it owns.
 
     Implementations are called synchronously in the thread that starts or
-    ends the span; exceptions they raise are logged and swallowed.
+    ends the span; exceptions they raise are counted and swallowed, and the
+    first of each owner class and method is logged with its traceback.
     """
 
     def adopt_span(self, span: Span) -> SpanOwner | None:
@@ -92,6 +94,8 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
 
     def __init__(self) -> None:
         self._owners: dict[tuple[int, int], SpanOwner] = {}
+        #: Owners and root span adopters that raised.
+        self.failures = FailureLog(logger)
 
     def live_owner_count(self) -> int:
         """How many adopted spans are still open (for leak checks)."""
@@ -118,7 +122,8 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
         try:
             child_owner = owner.adopt_span(span)
         except Exception:
-            logger.exception("span owner %r failed to adopt span %r", owner, span.name)
+            message = f"span owner {owner!r} failed to adopt span {span.name!r}"
+            self._report(owner, "adopt_span", message)
             return
         if child_owner is not None:
             self._owners[span_key(span.get_span_context())] = child_owner
@@ -133,7 +138,8 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
         try:
             owner = adopter.adopt_root_span(span)
         except Exception:
-            logger.exception("%r failed to adopt root span %r", adopter, span.name)
+            message = f"{adopter!r} failed to adopt root span {span.name!r}"
+            self._report(adopter, "adopt_root_span", message)
             return
         if owner is not None:
             self._owners[span_key(span.get_span_context())] = owner
@@ -149,7 +155,12 @@ class OwnerNotifyingSpanProcessor(SpanProcessor):
         try:
             owner.adopted_span_ended(span)
         except Exception:
-            logger.exception("span owner %r failed on the end of span %r", owner, span.name)
+            message = f"span owner {owner!r} failed on the end of span {span.name!r}"
+            self._report(owner, "adopted_span_ended", message)
+
+    def _report(self, culprit: object, method: str, message: str) -> None:
+        """Count the exception being handled; log the first of its class and method in full."""
+        self.failures.report((type(culprit), method), message, exc_info=True)
 
     def shutdown(self) -> None:
         """Nothing to release."""

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
-from bridge import current, processor, provider, shutdown
-from bridge.processor import OwnerNotifyingSpanProcessor, SpanOwner
+from bridge import processor, provider, shutdown
+from bridge.processor import SpanOwner
 
 
 @pytest.fixture
@@ -68,42 +67,3 @@ def test_reset_state_keeps_the_shutdown_hooks_other_libraries_added(fresh_bridge
         assert provider.shutdown_provider not in provider.state.shutdown_hooks
     finally:
         shutdown.remove_hook(other_library_hook)
-
-
-class RecordingOwner:
-    """An owner that adopts every span under it, as itself."""
-
-    def __init__(self) -> None:
-        self.adopted: list[str] = []
-        self.ended: list[str] = []
-
-    def adopt_span(self, span: Span) -> SpanOwner | None:
-        self.adopted.append(span.name)
-        return self
-
-    def adopted_span_ended(self, span: ReadableSpan) -> None:
-        self.ended.append(span.name)
-
-
-def test_each_processor_keeps_the_owners_of_its_own_open_spans() -> None:
-    watching = OwnerNotifyingSpanProcessor()
-    other = OwnerNotifyingSpanProcessor()
-    sdk_provider = TracerProvider(shutdown_on_exit=False)
-    sdk_provider.add_span_processor(watching)
-    tracer = sdk_provider.get_tracer("test")
-    owner = RecordingOwner()
-    parent = tracer.start_span("parent")
-    before = current.get_current()
-    try:
-        current.enter(Context(), parent, owner, None)
-        child = tracer.start_span("child")
-        assert owner.adopted == ["child"]
-        assert watching.live_owner_count() == 1
-        assert other.live_owner_count() == 0
-        child.end()
-    finally:
-        current.attach(before)
-    parent.end()
-    assert owner.ended == ["child"]
-    assert watching.live_owner_count() == 0
-    sdk_provider.shutdown()
