@@ -27,6 +27,10 @@ logger = logging.getLogger("baseplate.diagnostics.tracing.publisher")
 #: Sent with every POST.
 USER_AGENT = "baseplate-trace-publisher/1.0"
 
+#: The shortest timeout, in seconds, an attempt is given, even when the
+#: retry policy's budget has less left.
+SHORTEST_TIMEOUT = 0.05
+
 
 def parse_api_url(text: str) -> str:
     """Check that ``text`` is a Zipkin API base URL the poster can post to, and return it.
@@ -132,14 +136,17 @@ class HTTPPoster:
 
         ``policy`` defaults to :meth:`retry_policy`. When it yields a time
         budget, an attempt's timeout is the smaller of that and
-        ``post_timeout``. Never raises for a network or HTTP failure.
+        ``post_timeout``, but at least ``SHORTEST_TIMEOUT`` (0.05 s). Never raises
+        for a network or HTTP failure.
         """
         body, headers = self.encode(batch)
         headers = {"User-Agent": self.user_agent, **headers}
         for time_remaining in policy or self.retry_policy():
             timeout = self.post_timeout
             if time_remaining is not None:
-                timeout = min(timeout, time_remaining)
+                # A budget's last attempt may be left with nothing: zero would
+                # make the socket non-blocking, so it gets the shortest wait.
+                timeout = max(min(timeout, time_remaining), SHORTEST_TIMEOUT)
             try:
                 with self.metrics.timer("post"):
                     status, reason, response_body = self._attempt(body, headers, timeout)
