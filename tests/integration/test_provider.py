@@ -89,7 +89,7 @@ def test_application_provider_is_used_and_keeps_baseplates_ids():
         report(
             same_provider=provider.get_tracer_provider() is app_provider,
             global_is_app=trace.get_tracer_provider() is app_provider,
-            keeps_requested_ids=provider.keeps_requested_ids,
+            keeps_requested_ids=provider.state.keeps_requested_ids,
             names=sorted({span.name for span in finished}),
             count=len(finished),
             adopted=("adopting", "on_child_span_created", "app.native") in recorder.events
@@ -136,7 +136,7 @@ def test_no_warning_when_the_application_provider_is_baseplates_kind():
         handle_request(Baseplate())
         report(
             same_provider=provider.get_tracer_provider() is app_provider,
-            keeps_requested_ids=provider.keeps_requested_ids,
+            keeps_requested_ids=provider.state.keeps_requested_ids,
         )
         """
     )
@@ -172,7 +172,7 @@ def test_bridge_installs_the_one_provider():
             baseplate_sampler=isinstance(first.sampler, BaseplateSampler),
             still_the_same=trace.get_tracer_provider() is first,
             provider_count=len(providers),
-            keeps_requested_ids=provider.keeps_requested_ids,
+            keeps_requested_ids=provider.state.keeps_requested_ids,
         )
         """
     )
@@ -200,8 +200,8 @@ def test_nothing_is_created_at_import_time():
         from opentelemetry.sdk.trace import TracerProvider
 
         report(
-            provider_is_none=bridge.provider._provider is None,
-            tracer_is_none=bridge.provider._tracer is None,
+            provider_is_none=bridge.provider.state.provider is None,
+            tracer_is_none=bridge.provider.state.tracer is None,
             global_set=isinstance(trace._TRACER_PROVIDER, TracerProvider),
             threads=sorted(thread.name for thread in threading.enumerate()),
         )
@@ -306,7 +306,7 @@ baseplate = Baseplate()
 exporter = InMemorySpanExporter()
 
 def install_exporter():
-    assert provider._provider is None, "the child must build its own provider"
+    assert provider.state.provider is None, "the child must build its own provider"
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
 
 pid = os.fork()
@@ -314,7 +314,7 @@ if pid == 0:
     child_work({str(result_path)!r}, baseplate, install_exporter)
 
 exit_code = wait_for(pid)
-report(exit_code=exit_code, parent_provider_is_none=provider._provider is None)
+report(exit_code=exit_code, parent_provider_is_none=provider.state.provider is None)
 """
     )
     assert reported["exit_code"] == 0, reported["stderr"]
