@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from bridge import provider
 from examples import example_service
+from tests._helpers import wait_until
 from tests.server import free_port
 
 INI_PATH = Path(__file__).resolve().parent.parent / "examples" / "example.ini"
@@ -184,14 +184,6 @@ def test_bad_configuration_fails_at_start_up():
 # -- for real: baseplate-serve examples/example.ini ------------------------------------
 
 
-def wait_for(predicate: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
-
-
 def test_served_by_baseplate_serve(tmp_path):
     port = free_port()
     output_path = tmp_path / "output.log"
@@ -212,7 +204,7 @@ def test_served_by_baseplate_serve(tmp_path):
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_for(listening)
+        wait_until(listening, "the server listening")
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         connection.request("POST", "/notes", body=b"served", headers={"X-Trace": "1"})
         added = connection.getresponse()
@@ -229,7 +221,7 @@ def test_served_by_baseplate_serve(tmp_path):
                 if " span: " in line
             ]
 
-        wait_for(lambda: len(logged_spans()) >= 4)
+        wait_until(lambda: len(logged_spans()) >= 4, "four spans logged")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

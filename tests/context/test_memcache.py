@@ -24,6 +24,7 @@ from baseplate.context.memcache import (
     pool_from_config,
 )
 from baseplate.context.memcache import lib as memcache_lib
+from tests._helpers import closed_afterwards
 from tests.context.memcached_server import running_memcached
 from tests.context.serving import make_baseplate, metrics_client_to, statsd_lines
 
@@ -37,18 +38,14 @@ def memcached():
 @pytest.fixture
 def make_pool(memcached):
     """Make pools from configuration (on the test's memcached); closed after the test."""
-    pools = []
 
     def make(**options):
         raw = {"memcache.endpoint": memcached.endpoint, "memcache.timeout": "2"}
         raw.update({f"memcache.{key}": value for key, value in options.pop("config", {}).items()})
-        pool = pool_from_config(raw, **options)
-        pools.append(pool)
-        return pool
+        return pool_from_config(raw, **options)
 
-    yield make
-    for pool in pools:
-        pool.close()
+    with closed_afterwards(make) as make_pool:
+        yield make_pool
 
 
 @pytest.fixture

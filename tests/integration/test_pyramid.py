@@ -42,6 +42,7 @@ from baseplate.integration.pyramid import (
 )
 from baseplate.testing import RecordingObserver
 from tests import vectors
+from tests._helpers import closed_afterwards
 from tests.diagnostics.test_sentry import SentryStandIn
 
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
@@ -712,16 +713,8 @@ def http_get(path: str, headers: dict[str, str] | None = None) -> Callable[[int]
 
 @pytest.fixture
 def gevent_server() -> Iterator[Callable[[Any], GeventServer]]:
-    servers: list[GeventServer] = []
-
-    def serve(app: Any) -> GeventServer:
-        server = GeventServer(app)
-        servers.append(server)
-        return server
-
-    yield serve
-    for server in servers:
-        server.stop()
+    with closed_afterwards(GeventServer, close=GeventServer.stop) as serve:
+        yield serve
 
 
 def test_real_http_requests(gevent_server, statsd, spans):

@@ -37,13 +37,13 @@ from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, Spa
 from baseplate.testing import StatsdCapture
 from baseplate.thrift_pool import ThriftConnectionPool
 from tests import vectors
+from tests._helpers import closed_afterwards, wait_until
 from tests.server import (
     LISTENING_RE,
     ServerGroup,
     ServerProcess,
     free_port,
     run_command,
-    wait_until,
     write,
 )
 
@@ -248,10 +248,7 @@ class Metrics:
 
     def wait_for(self, *names: str) -> None:
         """The server flushes its batch after the reply is written: wait for it."""
-        wait_until(
-            lambda: all(self.of(name) for name in names),
-            timeout=10,
-        )
+        wait_until(lambda: all(self.of(name) for name in names), f"the metrics {names}")
 
     def assert_timer(self, name: str, count: int = 1) -> None:
         found = self.of(name)
@@ -344,16 +341,8 @@ def edge_factory(tmp_path) -> Any:
 
 @pytest.fixture
 def make_upstream(downstream, statsd, edge_factory) -> Iterator[Callable[[int], Upstream]]:
-    made: list[Upstream] = []
-
-    def make(port: int) -> Upstream:
-        upstream = Upstream(downstream, port, statsd, edge_factory)
-        made.append(upstream)
-        return upstream
-
-    yield make
-    for upstream in made:
-        upstream.close()
+    with closed_afterwards(lambda port: Upstream(downstream, port, statsd, edge_factory)) as make:
+        yield make
 
 
 @pytest.fixture

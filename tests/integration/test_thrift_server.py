@@ -16,7 +16,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,6 +36,7 @@ from baseplate.secrets import SecretsStore
 from baseplate.testing import RecordingObserver
 from baseplate.thrift.codegen import generate
 from tests import vectors
+from tests._helpers import closed_afterwards, wait_until
 
 IDL = """
 include "baseplate.thrift"
@@ -219,21 +219,16 @@ def handler(inspector) -> Handler:
 
 @pytest.fixture
 def serve(inspector, baseplate, handler) -> Iterator[Callable[..., ThriftServer]]:
-    servers = []
-
     def start(edge_context_factory: EdgeRequestContextFactory | None = None) -> ThriftServer:
         processor = inspector.ContextProcessor(handler)
         event_handler = BaseplateProcessorEventHandler(
             logging.getLogger(HANDLER_LOGGER), baseplate, edge_context_factory
         )
         processor.setEventHandler(event_handler)
-        server = ThriftServer(processor)
-        servers.append(server)
-        return server
+        return ThriftServer(processor)
 
-    yield start
-    for server in servers:
-        server.close()
+    with closed_afterwards(start) as make:
+        yield make
 
 
 @pytest.fixture
@@ -269,31 +264,15 @@ class Client:
 
 @pytest.fixture
 def connect(inspector) -> Iterator[Callable[..., Client]]:
-    clients = []
-
-    def make(server: ThriftServer, **kwargs: Any) -> Client:
-        client = Client(inspector, server.port, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-
-
-def wait_until(predicate: Callable[[], Any], what: str) -> Any:
-    """The server finishes a span after the client has its reply: wait for it."""
-    deadline = time.monotonic() + 10
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
+    with closed_afterwards(
+        lambda server, **kwargs: Client(inspector, server.port, **kwargs)
+    ) as make:
+        yield make
 
 
 def finished(recorder: RecordingObserver, name: str, count: int = 1) -> list[tuple[Any, ...]]:
+    """The server finishes a span after the client has its reply: wait for it."""
+
     def events() -> list[tuple[Any, ...]]:
         found = [event for event in recorder.events_named("on_finish") if event[0] == name]
         return found if len(found) >= count else []

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests._helpers import wait_until
 from tests.diagnostics.tracing.standins import CollectorStandIn
-from tests.server import child_environ, http_get, wait_until, write
+from tests.server import child_environ, http_get, write
 
 APP = """
 import requests
@@ -138,7 +139,7 @@ def wait_for_spans(zipkin: CollectorStandIn, wanted: set[tuple[str, str]]) -> li
         have = {(span["localEndpoint"]["serviceName"], span.get("kind")) for span in spans}
         return spans if wanted <= have else None
 
-    return wait_until(arrived, timeout=20)
+    return wait_until(arrived, f"spans of {wanted}")
 
 
 def one(spans: list[dict[str, Any]], service: str, kind: str) -> dict[str, Any]:

@@ -221,18 +221,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until(condition, timeout=START_TIMEOUT, interval=0.05):
-    """Poll ``condition`` until it returns something true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} seconds")
-        time.sleep(interval)
-
-
 def answers(address: str, path: str, expected: tuple[int, str]) -> bool:
     """Whether ``GET path`` answers ``expected`` now; False while nothing listens."""
     try:

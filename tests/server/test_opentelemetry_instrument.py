@@ -28,13 +28,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from tests._helpers import wait_until
 from tests.server import (
     STOP_TIMEOUT,
     child_environ,
     command,
     free_port,
     http_get,
-    wait_until,
     write,
 )
 

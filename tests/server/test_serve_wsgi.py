@@ -8,6 +8,7 @@ import socket
 
 import pytest
 
+from tests._helpers import wait_until
 from tests.server import (
     STOP_TIMEOUT,
     answers,
@@ -15,7 +16,6 @@ from tests.server import (
     http_connection,
     http_get,
     run_command,
-    wait_until,
     write,
 )
 
@@ -230,7 +230,7 @@ def test_graceful_stop_finishes_the_request_in_progress(servers, app_dir):
                 return True
             return False
 
-        wait_until(refused, timeout=5)
+        wait_until(refused, "the listener closed")
         assert slow.result(timeout=15) == (200, "slept 1.5")
     assert server.wait() == 0
     assert "Traceback" not in server.output
@@ -305,7 +305,7 @@ def test_reload_restarts_on_a_source_change(servers, app_dir):
     server.wait_for(r"wsgiapp\.py changed; restarting")
 
     # the listener is handed over, so the address is the same after the restart
-    wait_until(lambda: answers(address, "/version", (200, "second one")), timeout=30)
+    wait_until(lambda: answers(address, "/version", (200, "second one")), "the new version")
     assert server.stop() == 0
 
 
@@ -324,7 +324,7 @@ def test_reload_restarts_on_an_ini_change_and_after_a_broken_start(servers, app_
 
     ini.write_text(good.replace("Hello, world!", "Hello again"))
 
-    wait_until(lambda: answers(path, "/", (200, "Hello again")), timeout=30)
+    wait_until(lambda: answers(path, "/", (200, "Hello again")), "the new configuration")
     assert server.stop() == 0
 
 

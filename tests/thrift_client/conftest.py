@@ -31,6 +31,7 @@ from thrift.transport.THeaderTransport import THeaderClientType
 
 from baseplate.config import EndpointConfiguration
 from baseplate.thrift_pool import ThriftConnectionPool
+from tests._helpers import closed_afterwards
 
 IDL = Path(__file__).with_name("example.thrift")
 
@@ -252,13 +253,5 @@ def unix_server(generated) -> Iterator[ExampleServer]:
 @pytest.fixture
 def make_pool() -> Iterator[Any]:
     """Make pools that are closed at the end of the test."""
-    pools: list[ThriftConnectionPool] = []
-
-    def make(endpoint: EndpointConfiguration, **kwargs: Any) -> ThriftConnectionPool:
-        pool = ThriftConnectionPool(endpoint, **kwargs)
-        pools.append(pool)
-        return pool
-
-    yield make
-    for pool in pools:
-        pool.close()
+    with closed_afterwards(ThriftConnectionPool) as make:
+        yield make

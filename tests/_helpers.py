@@ -1,0 +1,55 @@
+"""Small helpers shared by tests in several folders."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T],
+    what: str = "the condition",
+    timeout: float = 30.0,
+    interval: float = 0.005,
+) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    For what happens in another thread or process: the deadline is generous,
+    so a loaded machine only makes the wait longer; it fails only when the
+    thing never happens.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout:g} seconds")
+        time.sleep(interval)
+
+
+@contextlib.contextmanager
+def closed_afterwards(
+    make: Callable[..., T], close: Callable[[T], Any] = lambda made: made.close()
+) -> Iterator[Callable[..., T]]:
+    """``make``, remembering what it made; on the way out, each of those is closed.
+
+    For fixtures that hand a test a factory (of pools, servers, clients):
+    ``with closed_afterwards(Pool) as make_pool: yield make_pool``.
+    """
+    made: list[T] = []
+
+    def remembering(*args: Any, **kwargs: Any) -> T:
+        thing = make(*args, **kwargs)
+        made.append(thing)
+        return thing
+
+    try:
+        yield remembering
+    finally:
+        for thing in made:
+            close(thing)
