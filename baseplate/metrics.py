@@ -383,7 +383,9 @@ class BaseClient:
     """
 
     def __init__(self, transport: Transport, namespace: str | bytes) -> None:
+        #: Where the metrics' lines go.
         self.transport = transport
+        #: The prefix of every metric name, as ASCII bytes.
         self.namespace = _ascii(namespace)
 
     def counter(self, name: str) -> Counter:
@@ -452,10 +454,10 @@ class BatchCounter(Counter):
 class Batch(BaseClient):
     """A batch of metrics sent together when flushed.
 
-    Its metrics write to a :class:`BufferedTransport`, :attr:`transport`,
+    Its metrics write to a :class:`BufferedTransport`, its ``transport``,
     wrapped around the client's. Timers, gauges and histograms are kept in the
     order they were recorded; counters are summed, one :class:`BatchCounter`
-    per name in :attr:`counters`, and come last, in the order they were first
+    per name in ``counters``, and come last, in the order they were first
     asked for. As a context manager the batch flushes when the block ends,
     also on error.
 

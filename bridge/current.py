@@ -3,7 +3,7 @@
 ``opentelemetry.context.get_current()`` and ``attach()`` each pass through two
 Python functions before reaching the context variable that holds the current
 context. Code that does this for every span (Baseplate's span facade does it
-two or three times per span) can use :func:`get_current` and :func:`attach`
+two or three times per span) can use ``get_current`` and ``attach``
 from here instead: when OpenTelemetry uses its default runtime context they
 are that variable's own ``get`` and ``set``, otherwise they are the API's
 functions, so the behaviour is the same either way.

@@ -21,8 +21,9 @@ class Baseplate:
     """The core of the Baseplate diagnostics framework.
 
     This class coordinates monitoring and tracing of service calls made to
-    and from this service. See :mod:`baseplate.integration` for how to
-    integrate it with the application framework you are using.
+    and from this service. See :mod:`baseplate.integration.pyramid` and
+    :mod:`baseplate.integration.thrift` for how to integrate it with the
+    application framework you are using.
     """
 
     def __init__(self) -> None:

@@ -131,8 +131,8 @@ _DECODE_OPTIONS: Options = {"require": ["exp"], "verify_sub": False}
 class AuthenticationTokenValidator:
     """Verifies authentication tokens against the public keys in the secrets store.
 
-    Every version of :data:`AUTHENTICATION_PUBLIC_KEY_SECRET` (current,
-    previous, next) is tried, so keys can rotate; the first that verifies
+    Every version of the ``secret/authentication/public-key`` secret
+    (current, previous, next) is tried, so keys can rotate; the first that verifies
     the signature wins. Only RS256 is accepted: ``none`` and HMAC tokens
     (even one keyed with the public key) are invalid. An expired token is
     invalid, and so is a token without an expiry (``exp``).
