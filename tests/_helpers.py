@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -30,6 +32,28 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {timeout:g} seconds")
         time.sleep(interval)
+
+
+def run_python(
+    *args: str, timeout: float = 60.0, **options: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a fresh interpreter (this one) with ``args`` to its end; it must exit with 0.
+
+    For what cannot be undone in the test process (monkey-patching, a new
+    process's first import). ``options`` go to :func:`subprocess.run`
+    (``cwd``, ``env``); stdout and stderr are captured as text, and a failure
+    shows both.
+    """
+    done = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **options,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 @contextlib.contextmanager

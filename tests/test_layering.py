@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from tests._helpers import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,16 +154,7 @@ print(json.dumps(loaded))
 
 
 def test_importing_bridge_loads_no_baseplate_module():
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_EVERY_BRIDGE_MODULE],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = json.loads(done.stdout)
+    loaded = json.loads(run_python("-c", IMPORT_EVERY_BRIDGE_MODULE, cwd=ROOT).stdout)
     expected = {"bridge"} | {module_name(path, ROOT) for path in sources(ROOT, "bridge")}
     assert set(loaded) == expected, "every bridge module was imported"
     assert {module: names for module, names in loaded.items() if names} == {}

@@ -24,6 +24,7 @@ from baseplate.message_queue import (
     MessageTooLargeError,
     TimedOutError,
 )
+from tests._helpers import run_python
 
 MSG_MAX = int(Path("/proc/sys/fs/mqueue/msg_max").read_text())
 MSGSIZE_MAX = int(Path("/proc/sys/fs/mqueue/msgsize_max").read_text())
@@ -228,9 +229,7 @@ except OSError as exc:
     assert isinstance(exc, MessageQueueOSError) and isinstance(exc, MessageQueueError)
     print(exc)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
+    done = run_python("-c", script)
     assert "RLIMIT_MSGQUEUE" in done.stdout, done.stderr
 
 

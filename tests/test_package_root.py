@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import pytest
 
 import baseplate
 from baseplate.metrics import Client
+from tests._helpers import run_python
 
 
-def run_python(code: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    return done.stdout.strip()
+def printed_by(code: str) -> str:
+    return run_python("-c", code).stdout.strip()
 
 
 def test_baseplate_imports_from_the_root_in_a_fresh_process():
-    assert run_python("from baseplate import Baseplate; print(Baseplate.__module__)") == (
+    assert printed_by("from baseplate import Baseplate; print(Baseplate.__module__)") == (
         "baseplate.core._baseplate"
     )
 
 
 def test_importing_the_root_does_not_load_opentelemetry():
-    loaded = run_python(
+    loaded = printed_by(
         "import sys, baseplate; print(sorted(m for m in sys.modules if 'opentelemetry' in m))"
     )
     assert loaded == "[]"

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import textwrap
 from types import SimpleNamespace
@@ -24,7 +22,7 @@ from baseplate.context.memcache import (
     pool_from_config,
 )
 from baseplate.context.memcache import lib as memcache_lib
-from tests._helpers import closed_afterwards
+from tests._helpers import closed_afterwards, run_python
 from tests.context.memcached_server import running_memcached
 from tests.context.serving import make_baseplate, metrics_client_to, statsd_lines
 
@@ -508,23 +506,15 @@ GEVENT_CLIENT = textwrap.dedent(
 
 def test_a_gevent_timeout_gives_the_connection_back(memcached):
     # In a process of its own: monkey-patching cannot be undone.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-W",
-            "error",
-            "-c",
-            GEVENT_CLIENT,
-            memcached.endpoint,
-            str(memcached.process.pid),
-        ],
-        capture_output=True,
-        text=True,
+    result = run_python(
+        "-W",
+        "error",
+        "-c",
+        GEVENT_CLIENT,
+        memcached.endpoint,
+        str(memcached.process.pid),
         env=dict(os.environ, PYTHONPATH=os.getcwd()),
-        timeout=60,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["timed out", "in use: 0", "then: v"]
 
 

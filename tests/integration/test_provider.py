@@ -7,12 +7,13 @@ once, so each scenario runs in a fresh interpreter.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests._helpers import run_python
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
 
@@ -39,17 +40,9 @@ def report(**values):
 """
 
 
-def run_python(code: str) -> dict:
+def reported_by(code: str) -> dict:
     """Run ``code`` in a fresh interpreter and return what it ``report()``-ed."""
-    result = subprocess.run(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPOSITORY,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_python("-c", PRELUDE + textwrap.dedent(code), cwd=REPOSITORY)
     lines = result.stdout.strip().splitlines()
     assert lines, result.stderr
     reported = json.loads(lines[-1])
@@ -58,7 +51,7 @@ def run_python(code: str) -> dict:
 
 
 def test_application_provider_is_used_and_keeps_baseplates_ids():
-    reported = run_python(
+    reported = reported_by(
         """
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
@@ -117,7 +110,7 @@ def test_application_provider_is_used_and_keeps_baseplates_ids():
 
 
 def test_no_warning_when_the_application_provider_is_baseplates_kind():
-    reported = run_python(
+    reported = reported_by(
         """
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
@@ -146,7 +139,7 @@ def test_no_warning_when_the_application_provider_is_baseplates_kind():
 
 
 def test_bridge_installs_the_one_provider():
-    reported = run_python(
+    reported = reported_by(
         """
         import gc
 
@@ -188,7 +181,7 @@ def test_bridge_installs_the_one_provider():
 
 
 def test_nothing_is_created_at_import_time():
-    reported = run_python(
+    reported = reported_by(
         """
         import threading
 
@@ -252,7 +245,7 @@ def wait_for(pid):
 
 def test_batch_processor_exports_in_a_forked_child(tmp_path):
     result_path = tmp_path / "child.json"
-    reported = run_python(
+    reported = reported_by(
         FORK_CHILD
         + f"""
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -293,7 +286,7 @@ report(
 
 def test_provider_made_lazily_in_a_forked_child(tmp_path):
     result_path = tmp_path / "child.json"
-    reported = run_python(
+    reported = reported_by(
         FORK_CHILD
         + f"""
 from opentelemetry.sdk.trace.export import BatchSpanProcessor

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
 import sys
 import types
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, Spa
 from baseplate.testing import StatsdCapture
 from baseplate.thrift_pool import ThriftConnectionPool
 from tests import vectors
-from tests._helpers import closed_afterwards, wait_until
+from tests._helpers import closed_afterwards, run_python, wait_until
 from tests.server import (
     LISTENING_RE,
     ServerGroup,
@@ -160,12 +159,7 @@ class Service:
         self.statsd = statsd
         self.unhealthy_file = directory / "unhealthy"
         idl = write(directory / "downstream.thrift", IDL)
-        subprocess.run(
-            [sys.executable, "-m", "baseplate.thrift.codegen", str(idl), "--out", str(directory)],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
+        run_python("-m", "baseplate.thrift.codegen", str(idl), "--out", str(directory))
         secret = {"type": "versioned", **EDGE["keys"]}
         secrets = directory / "secrets.json"
         secrets.write_text(json.dumps({"secrets": {EDGE_KEY_PATH: secret}}))

@@ -12,14 +12,12 @@ which sends only W3C ``traceparent``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests._helpers import wait_until
+from tests._helpers import run_python, wait_until
 from tests.diagnostics.tracing.standins import CollectorStandIn
 from tests.server import child_environ, http_get, write
 
@@ -191,16 +189,9 @@ def test_a_plain_opentelemetry_caller_sending_only_traceparent(servers, tmp_path
     b_address = start_service(servers, tmp_path, "service-b", endpoint)
     caller = tmp_path / "caller.py"
     write(caller, PLAIN_OTEL_CALLER)
-    result = subprocess.run(
-        [sys.executable, str(caller), endpoint, f"http://{b_address}"],
-        env=environ_without_otel(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_python(
+        str(caller), endpoint, f"http://{b_address}", env=environ_without_otel(), cwd=tmp_path
     )
-    assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
 
     spans = wait_for_spans(

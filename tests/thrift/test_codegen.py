@@ -24,6 +24,7 @@ from baseplate.integration.thrift import (
 from baseplate.testing import RecordingObserver
 from baseplate.thrift import BaseplateService
 from baseplate.thrift.codegen import ThriftCodegenError, build_thrift, generate
+from tests._helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -323,14 +324,7 @@ def test_options_are_passed_to_the_generator(tmp_path, import_generated):
 def test_command_line(tmp_path):
     idl, package = write_idl(tmp_path)
     out = tmp_path / "cli"
-    result = subprocess.run(
-        [sys.executable, "-m", "baseplate.thrift.codegen", str(idl), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-m", "baseplate.thrift.codegen", str(idl), "--out", str(out), cwd=ROOT)
     assert result.stdout.split() == [
         str(out / Path(*package.split(".")) / "Greeter.py"),
         str(out / Path(*package.split(".")) / "Plain.py"),

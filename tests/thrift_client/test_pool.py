@@ -6,8 +6,6 @@ import datetime
 import logging
 import os
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -21,6 +19,7 @@ from thrift.transport.TTransport import TTransportException
 from baseplate import thrift_pool
 from baseplate.config import ConfigurationError, Endpoint, EndpointConfiguration
 from baseplate.thrift_pool import ThriftConnectionPool, thrift_pool_from_config
+from tests._helpers import run_python
 from tests.server import free_port
 
 
@@ -363,15 +362,7 @@ GEVENT_CLIENT = textwrap.dedent(
 def test_greenlets_share_the_pool_under_gevent(server, generated):
     # In a process of its own: monkey-patching cannot be undone.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(generated.path), os.getcwd()]))
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-c", GEVENT_CLIENT, str(server.address[1])],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    result = run_python("-W", "error", "-c", GEVENT_CLIENT, str(server.address[1]), env=env)
     assert result.stdout.strip() == "ok"
     assert server.methods() == ["sleep"] * 6
     assert server.max_active == 2  # the greenlets waited for each other's connections

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ from baseplate.config import ConfigurationError
 from baseplate.core import Baseplate, TraceInfo
 from baseplate.diagnostics.tracing import NullRecorder, TracingClient
 from bridge.export import PosixQueueSpanExporter
+from tests._helpers import run_python
 from tests.diagnostics.tracing.standins import tracing_client_to
 
 SCHEMA = json.loads((Path(__file__).parent / "zipkin_v2_span.schema.json").read_text())
@@ -194,9 +194,7 @@ try:
 except OSError as exc:
     print(exc)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
-    )
+    done = run_python("-c", script)
     assert "RLIMIT_MSGQUEUE" in done.stdout, done.stdout + done.stderr
     assert "created" not in done.stderr
 
