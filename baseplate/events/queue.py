@@ -8,8 +8,9 @@ events and posts them to the event collector.
 
 Putting an event never waits: the request path pays for one serialization
 and one non-blocking ``mq_send``. When the publisher falls behind and the
-queue fills up, :meth:`EventQueue.put` raises :exc:`EventQueueFullError` at
-once, so the application decides what losing that event means.
+queue fills up, :meth:`~baseplate.events.EventQueue.put` raises
+:exc:`~baseplate.events.EventQueueFullError` at once, so the application
+decides what losing that event means.
 
 Every format here is byte for byte the original Baseplate's, so the same
 collector accepts events from either.
@@ -51,11 +52,13 @@ __all__ = [
 ]
 
 #: The largest serialized event, in bytes (characters for a v1 event), that
-#: :meth:`EventQueue.put` accepts; also the queue's ``max_message_size``.
+#: :meth:`~baseplate.events.EventQueue.put` accepts; also the queue's
+#: ``max_message_size``.
 MAX_EVENT_SIZE = 102400
 
 #: How many events the queue holds (its ``max_messages``) before
-#: :meth:`EventQueue.put` raises :exc:`EventQueueFullError`.
+#: :meth:`~baseplate.events.EventQueue.put` raises
+#: :exc:`~baseplate.events.EventQueueFullError`.
 MAX_QUEUE_SIZE = 10000
 
 
@@ -79,7 +82,7 @@ class Event:
 
     :param topic: The event's topic, which routes it in the pipeline.
     :param event_type: What happened.
-    :param timestamp: When it happened, in UTC: a naive :class:`datetime`
+    :param timestamp: When it happened, in UTC: a naive :class:`~datetime.datetime`
         is taken as UTC. Only whole seconds are kept, as in the original.
         The default is now, to the millisecond.
     :param id: A unique id for the event, sent as ``str(id)``; a new
@@ -271,11 +274,11 @@ class EventQueue(ContextFactory):
     """A queue to transfer events to the publisher.
 
     The queue is the POSIX message queue ``/events-<name>``, created with
-    room for :data:`MAX_QUEUE_SIZE` events of up to :data:`MAX_EVENT_SIZE`
-    bytes if it does not exist yet. Creating it with those sizes needs the
-    system's ``fs.mqueue`` limits raised; a queue that already exists (made
-    by the publisher, or by an operator with smaller sizes) is opened as it
-    is.
+    room for :data:`~baseplate.events.queue.MAX_QUEUE_SIZE` events of up to
+    :data:`~baseplate.events.queue.MAX_EVENT_SIZE` bytes if it does not
+    exist yet. Creating it with those sizes needs the system's
+    ``fs.mqueue`` limits raised; a queue that already exists (made by the
+    publisher, or by an operator with smaller sizes) is opened as it is.
 
     :param name: The name of the event queue to send to. This specifies
         which publisher should send the events which can be useful for routing
@@ -308,8 +311,8 @@ class EventQueue(ContextFactory):
         :param event: The event to send. The type of event object passed in
             depends on the selected ``event_serializer``.
         :raises EventTooLargeError: The serialized event is too large: over
-            :data:`MAX_EVENT_SIZE`, or over the ``max_message_size`` of a
-            queue that was created smaller.
+            :data:`~baseplate.events.queue.MAX_EVENT_SIZE`, or over the
+            ``max_message_size`` of a queue that was created smaller.
         :raises EventQueueFullError: The queue is full. Events are
             not being published fast enough.
         """
