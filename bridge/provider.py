@@ -224,6 +224,6 @@ def reset_state() -> None:
         forget_global_tracer_provider()
 
 
-#: The name :func:`reset_state` had; ``tests/diagnostics/tracing/conftest.py``
-#: and ``benchmarks/trace_export.py`` still call it.
+# The name reset_state had, until tests/diagnostics/tracing/conftest.py and
+# benchmarks/trace_export_*.py, which other changes own, call reset_state.
 _reset_for_tests = reset_state
