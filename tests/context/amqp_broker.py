@@ -12,7 +12,16 @@ from typing import Any
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+from baseplate.context.kombu import (
+    KombuProducerContextFactory,
+    connection_from_config,
+    exchange_from_config,
+)
+
+BROKER_PORT = 5672
+BROKER_URL = f"amqp://guest:guest@127.0.0.1:{BROKER_PORT}//"
+#: Fail at once when the broker cannot be reached: no retries, a short connect.
+NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
 #: The routing key the test queue is bound with.
 ROUTING_KEY = "things.created"
 #: How long to wait for a published message to reach the queue.
@@ -55,3 +64,23 @@ def declared_destination() -> Iterator[Destination]:
         finally:
             queue.delete()
             exchange.delete()
+
+
+def producer_factory(
+    exchange_name: str,
+    port: int = BROKER_PORT,
+    max_connections: int | None = None,
+    **connection_options: Any,
+) -> KombuProducerContextFactory:
+    """A producer factory, configured as an application would, for a direct exchange on
+    127.0.0.1:``port`` (the broker, or a relay or a closed port in front of it)."""
+    app_config = {
+        "amqp.hostname": f"amqp://guest:guest@127.0.0.1:{port}//",
+        "amqp.exchange_name": exchange_name,
+        "amqp.exchange_type": "direct",
+    }
+    return KombuProducerContextFactory(
+        connection_from_config(app_config, **connection_options),
+        exchange_from_config(app_config),
+        max_connections=max_connections,
+    )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import psycopg
 import pymysql
+import pytest
 import sqlalchemy.exc
 from sqlalchemy import Column, Connection, Integer, MetaData, Table, Text, text
 
@@ -143,6 +144,17 @@ def mariadb_database() -> Iterator[Database]:
 
 
 SERVERS = {"postgresql": postgres_database, "mysql": mariadb_database}
+
+
+@contextmanager
+def database_of(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A fresh database of ``kind``: "sqlite" (in a new temporary folder) or one of
+    :data:`SERVERS`."""
+    if kind == "sqlite":
+        yield sqlite_database(str(tmp_path_factory.mktemp("sqlite") / "test.db"))
+    else:
+        with SERVERS[kind]() as database:
+            yield database
 
 
 def metric_lines(packets: list[bytes]) -> list[str]:

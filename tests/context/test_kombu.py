@@ -18,24 +18,8 @@ from baseplate.context.kombu import (
     connection_from_config,
     exchange_from_config,
 )
-from tests.context.amqp_broker import BROKER_URL, ROUTING_KEY
+from tests.context.amqp_broker import BROKER_URL, NO_RETRIES, ROUTING_KEY, producer_factory
 from tests.context.serving import make_baseplate
-
-#: Fail at once when the broker cannot be reached: no retries, a short connect.
-NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
-
-
-def make_factory(exchange_name, max_connections=None, **connection_options):
-    app_config = {
-        "amqp.hostname": BROKER_URL,
-        "amqp.exchange_name": exchange_name,
-        "amqp.exchange_type": "direct",
-    }
-    return KombuProducerContextFactory(
-        connection_from_config(app_config, **connection_options),
-        exchange_from_config(app_config),
-        max_connections=max_connections,
-    )
 
 
 @pytest.fixture
@@ -47,7 +31,7 @@ def kombu_pools():
 
 @pytest.fixture
 def factory(destination, kombu_pools):
-    return make_factory(destination.exchange.name)
+    return producer_factory(destination.exchange.name)
 
 
 @pytest.fixture
@@ -205,14 +189,7 @@ def test_a_publish_in_a_local_span_is_its_child(baseplate, spans):
 
 @pytest.fixture
 def unreachable_factory(destination, closed_port, kombu_pools):
-    app_config = {
-        "amqp.hostname": f"amqp://guest:guest@127.0.0.1:{closed_port}//",
-        "amqp.exchange_name": destination.exchange.name,
-        "amqp.exchange_type": "direct",
-    }
-    return KombuProducerContextFactory(
-        connection_from_config(app_config, **NO_RETRIES), exchange_from_config(app_config)
-    )
+    return producer_factory(destination.exchange.name, port=closed_port, **NO_RETRIES)
 
 
 def test_an_unreachable_broker_raises_kombus_error_and_fails_the_span(
@@ -241,7 +218,7 @@ def test_a_failed_publish_leaves_the_pool_usable(unreachable_factory, destinatio
     baseplate = make_baseplate(
         recorder=recorder,
         broken=unreachable_factory,
-        amqp=make_factory(destination.exchange.name, max_connections=1),
+        amqp=producer_factory(destination.exchange.name, max_connections=1),
     )
     for attempt in range(2):
         context = SimpleNamespace()
@@ -255,7 +232,7 @@ def test_a_failed_publish_leaves_the_pool_usable(unreachable_factory, destinatio
 def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
     destination, recorder, kombu_pools
 ):
-    factory = make_factory(
+    factory = producer_factory(
         f"{destination.exchange.name}-missing",
         max_connections=1,
         transport_options={"confirm_publish": True},
@@ -282,7 +259,7 @@ def test_a_missing_exchange_is_the_failing_publishs_error_with_confirms(
 
 
 def test_max_connections_makes_publishes_wait_for_a_free_producer(destination, kombu_pools, spans):
-    factory = make_factory(destination.exchange.name, max_connections=1)
+    factory = producer_factory(destination.exchange.name, max_connections=1)
     baseplate = make_baseplate(amqp=factory)
     outcome = []
 

@@ -14,17 +14,9 @@ import kombu.pools
 import pytest
 from kombu.exceptions import OperationalError
 
-from baseplate.context.kombu import (
-    KombuProducerContextFactory,
-    connection_from_config,
-    exchange_from_config,
-)
-from tests.context.amqp_broker import ROUTING_KEY
+from tests.context.amqp_broker import NO_RETRIES, ROUTING_KEY, producer_factory
 from tests.context.broker_relay import BrokerRelay
 from tests.context.serving import make_baseplate
-
-#: Fail at once when the broker cannot be reached: no retries, a short connect.
-NO_RETRIES = {"connect_timeout": 0.5, "transport_options": {"max_retries": 0}}
 
 
 @pytest.fixture
@@ -37,15 +29,8 @@ def relay():
 
 @pytest.fixture
 def baseplate(destination, relay, statsd):
-    app_config = {
-        "amqp.hostname": f"amqp://guest:guest@127.0.0.1:{relay.port}//",
-        "amqp.exchange_name": destination.exchange.name,
-        "amqp.exchange_type": "direct",
-    }
-    factory = KombuProducerContextFactory(
-        connection_from_config(app_config, **NO_RETRIES),
-        exchange_from_config(app_config),
-        max_connections=2,
+    factory = producer_factory(
+        destination.exchange.name, port=relay.port, max_connections=2, **NO_RETRIES
     )
     return make_baseplate(statsd, amqp=factory)
 

@@ -20,21 +20,17 @@ from baseplate.core import Baseplate
 from tests.context.serving import make_baseplate
 from tests.context.sqlalchemy_databases import (
     COMMENT,
-    SERVERS,
     Database,
+    database_of,
     items,
     metric_lines,
-    sqlite_database,
 )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
 def database(request, tmp_path_factory) -> Iterator[Database]:
-    if request.param == "sqlite":
-        yield sqlite_database(str(tmp_path_factory.mktemp("sqlite") / "test.db"))
-    else:
-        with SERVERS[request.param]() as database:
-            yield database
+    with database_of(request.param, tmp_path_factory) as database:
+        yield database
 
 
 @pytest.fixture

@@ -24,16 +24,13 @@ from baseplate.context.sqlalchemy import (
 )
 from baseplate.core import Baseplate
 from tests.context.serving import make_baseplate
-from tests.context.sqlalchemy_databases import SERVERS, Database, metric_lines, sqlite_database
+from tests.context.sqlalchemy_databases import Database, database_of, metric_lines
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def database(request, tmp_path_factory) -> Iterator[Database]:
-    if request.param == "sqlite":
-        yield sqlite_database(str(tmp_path_factory.mktemp("sqlite") / "test.db"))
-    else:
-        with SERVERS[request.param]() as database:
-            yield database
+    with database_of(request.param, tmp_path_factory) as database:
+        yield database
 
 
 @pytest.fixture(params=["one engine", "globally"])
