@@ -35,8 +35,8 @@ from baseplate.context.thrift import ThriftContextFactory
 from baseplate.core import Baseplate, BaseplateObserver, ServerSpanObserver, Span, TraceInfo
 from baseplate.testing import StatsdCapture
 from baseplate.thrift_pool import ThriftConnectionPool
-from tests import vectors
 from tests._helpers import closed_afterwards, run_python, wait_until
+from tests.integration.edge import VALID_USER_TOKEN, write_edge_secrets
 from tests.server import (
     LISTENING_RE,
     ServerGroup,
@@ -133,13 +133,6 @@ secrets.path = {secrets}
 downstream.unhealthy_file = {unhealthy}
 """
 
-EDGE = vectors.load("edge")
-EDGE_KEY_PATH = "secret/authentication/public-key"
-VALID_USER_TOKEN = next(
-    case["fields"]["authentication_token"]
-    for case in EDGE["cases"]
-    if case["desc"] == "all documented fields, valid user token"
-)
 TOKEN_SUBJECT = "t2_example"  # the subject of VALID_USER_TOKEN
 ID_MASK = 2**64 - 1
 
@@ -160,9 +153,7 @@ class Service:
         self.unhealthy_file = directory / "unhealthy"
         idl = write(directory / "downstream.thrift", IDL)
         run_python("-m", "baseplate.thrift.codegen", str(idl), "--out", str(directory))
-        secret = {"type": "versioned", **EDGE["keys"]}
-        secrets = directory / "secrets.json"
-        secrets.write_text(json.dumps({"secrets": {EDGE_KEY_PATH: secret}}))
+        secrets = write_edge_secrets(directory / "secrets.json")
         write(directory / "downstream_app.py", APP)
         write(
             directory / "downstream.ini",
@@ -328,9 +319,9 @@ def edge_factory(tmp_path) -> Any:
     from baseplate.core import EdgeRequestContextFactory
     from baseplate.secrets import SecretsStore
 
-    path = tmp_path / "secrets.json"
-    path.write_text(json.dumps({"secrets": {EDGE_KEY_PATH: {"type": "versioned", **EDGE["keys"]}}}))
-    return EdgeRequestContextFactory(SecretsStore(str(path)))
+    return EdgeRequestContextFactory(
+        SecretsStore(str(write_edge_secrets(tmp_path / "secrets.json")))
+    )
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ from baseplate.integration.thrift import BaseplateProcessorEventHandler
 from baseplate.secrets import SecretsStore
 from baseplate.testing import RecordingObserver
 from baseplate.thrift.codegen import generate
-from tests import vectors
 from tests._helpers import closed_afterwards, wait_until
+from tests.integration.edge import VALID_USER_TOKEN, write_edge_secrets
 
 IDL = """
 include "baseplate.thrift"
@@ -56,13 +56,6 @@ service Inspector extends baseplate.BaseplateService {{
 }}
 """
 
-EDGE = vectors.load("edge")
-EDGE_KEY_PATH = "secret/authentication/public-key"
-VALID_USER_TOKEN = next(
-    case["fields"]["authentication_token"]
-    for case in EDGE["cases"]
-    if case["desc"] == "all documented fields, valid user token"
-)
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
 HANDLER_LOGGER = "tests.integration.thrift_handler"
 
@@ -194,10 +187,7 @@ class ThriftServer:
 
 @pytest.fixture
 def secrets_store(tmp_path) -> SecretsStore:
-    path = tmp_path / "secrets.json"
-    secret = {"type": "versioned", **EDGE["keys"]}
-    path.write_text(json.dumps({"secrets": {EDGE_KEY_PATH: secret}}))
-    return SecretsStore(str(path))
+    return SecretsStore(str(write_edge_secrets(tmp_path / "secrets.json")))
 
 
 @pytest.fixture
