@@ -33,6 +33,13 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def write_files(directory: Path, files: dict[str, str]) -> Path:
+    """:func:`write` each of ``files`` (name: text) into ``directory``; return the directory."""
+    for name, text in files.items():
+        write(directory / name, text)
+    return directory
+
+
 def run_command(
     name: str, *args: str, cwd: Path, stdin: str = "", timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:

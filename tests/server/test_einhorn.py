@@ -14,7 +14,7 @@ import socket
 import pytest
 
 from baseplate.server import einhorn
-from tests.server import child_environ, http_get, write
+from tests.server import child_environ, http_get, write_files
 
 APP = """
 def make_app(app_config):
@@ -37,9 +37,7 @@ ACK_TIMEOUT = 30.0
 
 @pytest.fixture
 def app_dir(tmp_path):
-    write(tmp_path / "einhornapp.py", APP)
-    write(tmp_path / "app.ini", INI)
-    return tmp_path
+    return write_files(tmp_path, {"einhornapp.py": APP, "app.ini": INI})
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.server import error_line, free_port, one_line, run_command, write
+from tests.server import error_line, free_port, one_line, run_command, write, write_files
 
 # -- baseplate-script: the reference's printer example, word for word --------
 
@@ -26,9 +26,7 @@ def run(app_config):
 
 @pytest.fixture
 def printer_dir(tmp_path):
-    write(tmp_path / "printer.ini", PRINTER_INI)
-    write(tmp_path / "printer.py", PRINTER)
-    return tmp_path
+    return write_files(tmp_path, {"printer.ini": PRINTER_INI, "printer.py": PRINTER})
 
 
 def test_script_runs_the_function_with_the_app_config(printer_dir):
@@ -126,9 +124,7 @@ print("MODELS", models.NAME)
 
 @pytest.fixture
 def shell_dir(tmp_path):
-    write(tmp_path / "shell.ini", SHELL_INI)
-    write(tmp_path / "shellapp.py", SHELL_APP)
-    return tmp_path
+    return write_files(tmp_path, {"shell.ini": SHELL_INI, "shellapp.py": SHELL_APP})
 
 
 def test_tshell_provides_app_context_and_setup_objects(shell_dir):

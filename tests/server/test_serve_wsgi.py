@@ -17,6 +17,7 @@ from tests.server import (
     http_get,
     run_command,
     write,
+    write_files,
 )
 
 APP = """
@@ -94,10 +95,8 @@ message = Hello, world!
 
 @pytest.fixture
 def app_dir(tmp_path):
-    write(tmp_path / "wsgiapp.py", APP)
-    write(tmp_path / "handlers.py", HANDLER)
-    write(tmp_path / "app.ini", INI.format(stop_timeout=10))
-    return tmp_path
+    files = {"wsgiapp.py": APP, "handlers.py": HANDLER, "app.ini": INI.format(stop_timeout=10)}
+    return write_files(tmp_path, files)
 
 
 def test_serves_http_on_a_kernel_picked_port(servers, app_dir):
