@@ -19,8 +19,9 @@ import redis
 from baseplate.context.redis import MessageQueue, RedisContextFactory
 from baseplate.core import Baseplate
 from baseplate.testing import RecordingObserver
+from tests._helpers import wait_until
 from tests.context.serving import make_baseplate, statsd_lines
-from tests.server import free_port, wait_until
+from tests.server import free_port
 
 TIMER = r"[0-9]+(?:\.[0-9]+)?"
 
@@ -49,7 +50,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(self.answers, timeout=10)
+        wait_until(self.answers, "redis-server answering")
 
     def answers(self) -> bool:
         assert self.process is not None
