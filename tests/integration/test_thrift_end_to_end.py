@@ -246,7 +246,18 @@ class Metrics:
 
 
 @pytest.fixture
-def server_metrics(server_statsd) -> Metrics:
+def server_metrics(server_statsd, upstream, downstream) -> Metrics:
+    """The server's metrics from this test on.
+
+    The server sends a call's metrics after its answer, so those of an
+    earlier test's last call may still be on their way: a health check goes
+    first, and once its own metrics are in, everything before it is, and is
+    forgotten.
+    """
+    barrier = Metrics(server_statsd)
+    with upstream.pool.connection() as protocol:
+        assert downstream.Client(protocol).is_healthy()
+    barrier.wait_for("downstream.server.is_healthy")
     return Metrics(server_statsd)
 
 
