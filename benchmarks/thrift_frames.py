@@ -73,7 +73,8 @@ def _well_formed() -> bytes:
     transport.set_header(b"Trace", b"1234")
     transport.write(b"x" * (FRAME_SIZE - 64))
     transport.flush()
-    return buffer.getvalue()
+    frame: bytes = buffer.getvalue()
+    return frame
 
 
 def _refuse(data: bytes) -> Callable[[], None]:

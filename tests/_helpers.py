@@ -56,9 +56,13 @@ def run_python(
     return done
 
 
+def _close(made: Any) -> None:
+    made.close()
+
+
 @contextlib.contextmanager
 def closed_afterwards(
-    make: Callable[..., T], close: Callable[[T], Any] = lambda made: made.close()
+    make: Callable[..., T], close: Callable[[T], object] = _close
 ) -> Iterator[Callable[..., T]]:
     """``make``, remembering what it made; on the way out, each of those is closed.
 
