@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -50,8 +51,14 @@ __all__ = [
     "main",
 ]
 
-# One try at a transfer: takes the longest the kernel may block (None: for ever).
-_Attempt: TypeAlias = Callable[[float | None], Any]
+# The longest one wait for the descriptor lasts; select and gevent's timers
+# overflow on the longest timeouts a queue accepts (MAX_TIMEOUT), so such a
+# wait is made of several.
+_LONGEST_SINGLE_WAIT = 86400.0
+
+# One try at a transfer on the non-blocking descriptor: raises
+# posix_ipc.BusyError at once if the queue is empty (or full).
+_Attempt: TypeAlias = Callable[[], Any]
 
 
 class MessageQueueError(Exception):
@@ -169,16 +176,19 @@ def _gevent_hub_in_use() -> bool:
     return get_hub_if_exists() is not None
 
 
-def _wait_cooperatively(fd: int, for_writing: bool, timeout: float | None) -> bool:
-    """Wait through the gevent hub until ``fd`` is ready; False if it timed out."""
-    from gevent.socket import wait_read, wait_write
+def _wait_until_ready(fd: int, for_writing: bool, timeout: float | None) -> None:
+    """Wait until ``fd`` is ready or ``timeout`` passes (through gevent's hub if in use)."""
+    if timeout is not None:
+        timeout = min(timeout, _LONGEST_SINGLE_WAIT)
+    if _gevent_hub_in_use():
+        from gevent.socket import wait_read, wait_write
 
-    wait = wait_write if for_writing else wait_read
-    try:
-        wait(fd, timeout=timeout, timeout_exc=_WaitTimedOutError())
-    except _WaitTimedOutError:
-        return False
-    return True
+        wait = wait_write if for_writing else wait_read
+        with contextlib.suppress(_WaitTimedOutError):
+            wait(fd, timeout=timeout, timeout_exc=_WaitTimedOutError())
+        return
+    watched = [fd]
+    select.select([] if for_writing else watched, watched if for_writing else [], [], timeout)
 
 
 class MessageQueue:
@@ -218,6 +228,9 @@ class MessageQueue:
             raise MessageQueueError(f"no permission to open queue {name!r}: {exc}") from exc
         except OSError as exc:
             raise MessageQueueOSError(explain_os_error(name, exc)) from exc
+        # Every transfer is a non-blocking try, and waiting is done on the
+        # descriptor (see _transfer).
+        self._queue.block = False
         #: The name of the queue.
         self.name = name
         self._closed = False
@@ -257,7 +270,7 @@ class MessageQueue:
         :raises InvalidParametersError: ``timeout`` is NaN or longer than
             :data:`bridge.posix_queues.MAX_TIMEOUT`.
         """
-        message: bytes = self._transfer(lambda wait: self._queue.receive(wait)[0], timeout, False)
+        message: bytes = self._transfer(lambda: self._queue.receive()[0], timeout, False)
         return message
 
     def put(self, message: bytes | str, timeout: float | None = None) -> None:
@@ -278,26 +291,26 @@ class MessageQueue:
         data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
         if len(data) > self.max_message_size:
             raise MessageTooLargeError(len(data), self.max_message_size)
-        self._transfer(lambda wait: self._queue.send(data, wait), timeout, True)
+        self._transfer(lambda: self._queue.send(data), timeout, True)
 
     def _transfer(self, attempt: _Attempt, timeout: float | None, for_writing: bool) -> Any:
         """Run ``attempt`` until it succeeds or ``timeout`` runs out.
 
-        ``attempt`` takes the longest the kernel may block (None for ever, 0
-        for not at all) and raises :exc:`posix_ipc.BusyError` if the queue is
-        still empty (or full) when that runs out.
+        The descriptor is non-blocking, so a full (or empty) queue is refused
+        at once: a ``timeout`` of zero costs one system call, with no kernel
+        timer. Otherwise the wait is for the descriptor to become ready (or
+        the time to run out), after which another process may still get
+        there first: either way the loop tries again.
         """
         self._check_open()
         try:
             timeout = checked_timeout(timeout)
         except ValueError as exc:
             raise InvalidParametersError(str(exc)) from None
-        state = "full" if for_writing else "empty"
-        timed_out = f"queue {self.name!r} stayed {state} for {timeout} seconds"
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             try:
-                return attempt(0)
+                return attempt()
             except posix_ipc.BusyError:
                 pass
             except posix_ipc.SignalError:
@@ -306,19 +319,9 @@ class MessageQueue:
                 raise MessageQueueError(f"queue {self.name!r} is no longer open") from exc
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise TimedOutError(timed_out)
-            if _gevent_hub_in_use():
-                # The descriptor is ready when the queue has a message (or room),
-                # but another process may get there first: then go round again.
-                if not _wait_cooperatively(self._queue.mqd, for_writing, remaining):
-                    raise TimedOutError(timed_out)
-                continue
-            try:
-                return attempt(remaining)
-            except posix_ipc.BusyError:
-                raise TimedOutError(timed_out) from None
-            except posix_ipc.SignalError:
-                continue
+                state = "full" if for_writing else "empty"
+                raise TimedOutError(f"queue {self.name!r} stayed {state} for {timeout} seconds")
+            _wait_until_ready(self._queue.mqd, for_writing, remaining)
 
     def unlink(self) -> None:
         """Remove the queue from the system.
