@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config, metrics
+from baseplate._importer import import_object
 from baseplate.metrics import Client, make_client
 
 if TYPE_CHECKING:
@@ -197,19 +198,6 @@ def make_tracing_client(
     return tracing_client_from_config(raw_config, log_if_unconfigured)
 
 
-def _import_object(name: str) -> object:
-    """The object a fully qualified name such as ``package.module.name`` refers to."""
-    import importlib
-
-    module_name, _, attribute = name.rpartition(".")
-    if not module_name:
-        raise ValueError("expected a fully qualified name, such as 'package.module.name'")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import {name}: {exc}") from exc
-
-
 def error_reporter_from_config(raw_config: Mapping[str, str], module_name: str) -> SentryClient:
     """Configure and return an error reporter.
 
@@ -242,7 +230,7 @@ def error_reporter_from_config(raw_config: Mapping[str, str], module_name: str) 
                 "exclude_paths": names,
                 "ignore_exceptions": names,
                 "sample_rate": config.Optional(config.Percent, default=1.0),
-                "processors": config.Optional(config.TupleOf(_import_object), default=[]),
+                "processors": config.Optional(config.TupleOf(import_object), default=[]),
             }
         },
     )

@@ -249,21 +249,23 @@ class FileWatcher(Generic[_T]):
 
     def _wait_for_file(self, timeout: float) -> None:
         # As in the original, a retry policy bounds the wait: a time budget, or
-        # one attempt when there is no time at all.
-        policy = RetryPolicy.new(budget=timeout) if timeout > 0 else RetryPolicy.new(attempts=1)
-        delay = _POLL_FIRST_SECONDS
+        # one attempt when there is no time at all. Its backoff spaces the looks.
+        policy = (
+            RetryPolicy.new(
+                budget=timeout, backoff=_POLL_FIRST_SECONDS, max_delay=_POLL_MAX_SECONDS
+            )
+            if timeout > 0
+            else RetryPolicy.new(attempts=1)
+        )
         last_error: WatchedFileNotAvailableError | None = None
-        for remaining in policy:
+        for _ in policy:
             try:
                 self.get_data()
             except WatchedFileNotAvailableError as exc:
                 last_error = exc
+                logger.debug("%s: not available yet: %s", self._path, exc.inner)
             else:
                 return
-            logger.debug("%s: not available yet: %s", self._path, last_error.inner)
-            if remaining is not None:
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, _POLL_MAX_SECONDS)
         cause = "no attempt was made" if last_error is None else last_error.inner
         raise WatchedFileNotAvailableError(
             self._path, f"not available after {timeout:g} seconds: {cause}"

@@ -7,10 +7,6 @@ from typing import Any
 
 from baseplate import config
 
-# baseplate.server.thrift's names for the config module's parsers.
-seconds = config.Seconds
-positive_integer = config.at_least(1)
-
 COMMON_SPEC: dict[str, Any] = {
     "max_concurrency": config.Optional(config.at_least(1)),
     "stop_timeout": config.Optional(config.Seconds, default=0.0),

@@ -62,7 +62,7 @@ from baseplate.server._graceful import (
     ServerStoppingError,
     make_pool,
 )
-from baseplate.server._options import parse_server_config, positive_integer, seconds
+from baseplate.server._options import parse_server_config
 from baseplate.server._theader_guard import GuardedHeaderTransport, missing_hooks
 
 __all__ = ["ALLOWED_CLIENT_TYPES", "make_server"]
@@ -281,7 +281,7 @@ def _describe(exc: Exception) -> str:
 
 
 def _frame_size(text: str) -> int:
-    value = positive_integer(text)
+    value = config.at_least(1)(text)
     if value >= HARD_MAX_FRAME_SIZE:
         raise ValueError(f"must be less than {HARD_MAX_FRAME_SIZE}")
     return value
@@ -289,7 +289,7 @@ def _frame_size(text: str) -> int:
 
 def _timeout(text: str) -> float | None:
     """A timeout in seconds or as a timespan, where 0 means none."""
-    return seconds(text) or None
+    return config.Seconds(text) or None
 
 
 def make_server(
