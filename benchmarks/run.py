@@ -10,8 +10,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
     clients,
+    events,
+    experiments,
     metrics_throughput,
     span_overhead,
+    thrift_frames,
     thrift_server,
     trace_export_request_path,
     trace_export_throughput,
@@ -25,7 +28,10 @@ BENCHMARKS = [
     trace_export_request_path,
     wsgi,
     thrift_server,
+    thrift_frames,
     clients,
+    experiments,
+    events,
 ]
 
 
