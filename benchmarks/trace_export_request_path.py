@@ -144,7 +144,7 @@ class Served:
 
 
 def _serve(configure: Callable[[], Configured], warm_up: int, requests: int) -> Served:
-    provider._reset_for_tests()
+    provider.reset_state()
     configured = configure()
     facade = facade_workload(configured.baseplate)
     facade(warm_up)
@@ -154,7 +154,7 @@ def _serve(configure: Callable[[], Configured], warm_up: int, requests: int) -> 
     facade(requests)
     seconds = time.perf_counter() - start
     backlog = configured.backlog()
-    provider._reset_for_tests()  # shuts down: the processor exports what it still holds
+    provider.reset_state()  # shuts down: the processor exports what it still holds
     exported = (warm_up + requests) * SPANS_PER_REQUEST - backlog - exported_before
     drops = configured.bsp_drops
     recorder = configured.recorder
@@ -201,7 +201,7 @@ def run_request_path(
             if name in readers:
                 readers[name].settle()
     finally:
-        provider._reset_for_tests()
+        provider.reset_state()
         for name, reader in readers.items():
             arrived[name] = reader.close()
 
@@ -258,7 +258,7 @@ def main(quick: bool = False) -> None:
                 rounds, requests, sustained, queues
             )
         finally:
-            provider._reset_for_tests()
+            provider.reset_state()
 
     print(
         f"sidecar recorder on the request path: server span + 3 children, tag + log each, "

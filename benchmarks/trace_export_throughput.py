@@ -103,13 +103,13 @@ def http_sink() -> Iterator[tuple[ThreadingHTTPServer, str]]:
 
 def build_spans(count: int) -> list[ReadableSpan]:
     """``count`` finished facade spans (a multiple of four: requests of four spans)."""
-    provider._reset_for_tests()
+    provider.reset_state()
     provider.set_service_name(_trace_queues.SERVICE_NAME)
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
     facade_workload(Baseplate())(count // 4)
     spans = list(memory.get_finished_spans())
-    provider._reset_for_tests()
+    provider.reset_state()
     return spans
 
 
@@ -214,7 +214,7 @@ def main(quick: bool = False) -> None:
             spans = build_spans(span_count)
             throughput, sidecars, http_bytes = run_throughput(spans, rounds, queues)
         finally:
-            provider._reset_for_tests()
+            provider.reset_state()
 
     print(
         f"trace export throughput: {len(spans):,} facade spans in batches of {BATCH_SIZE} "

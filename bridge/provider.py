@@ -222,8 +222,3 @@ def reset_state() -> None:
         if provider is not None:
             provider.shutdown()
         forget_global_tracer_provider()
-
-
-# The name reset_state had, until tests/diagnostics/tracing/conftest.py and
-# benchmarks/trace_export_*.py, which other changes own, call reset_state.
-_reset_for_tests = reset_state

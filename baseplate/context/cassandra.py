@@ -44,8 +44,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
     ) from exc
 
 if TYPE_CHECKING:
-    from baseplate.core import Span
-    from baseplate.core._observers import ExcInfo
+    from baseplate.core import ExcInfo, Span
 
 __all__ = [
     "CQLMapperContextFactory",

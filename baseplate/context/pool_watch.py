@@ -35,8 +35,7 @@ from collections.abc import Callable
 from types import CodeType, FrameType
 from typing import Any
 
-from baseplate.core import ServerSpan, ServerSpanObserver, Span
-from baseplate.core._observers import ExcInfo
+from baseplate.core import ExcInfo, ServerSpan, ServerSpanObserver, Span
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import sentry_sdk
 from sentry_sdk.scope import Scope, use_isolation_scope, use_scope
 from sentry_sdk.utils import event_from_exception
 
-from baseplate.core._observers import ExcInfo
+from baseplate.core import ExcInfo
 from baseplate.diagnostics.sentry._state import logger, state
 from bridge._sentry_internals import extras_of, tags_of, user_of
 

@@ -8,8 +8,7 @@ import sentry_sdk
 from sentry_sdk.scope import Scope
 from sentry_sdk.utils import event_from_exception
 
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
-from baseplate.core._observers import ExcInfo
+from baseplate.core import BaseplateObserver, ExcInfo, ServerSpan, ServerSpanObserver
 from baseplate.diagnostics.sentry._client import Event, SentryClient, _RequestScopes
 
 #: Exceptions that stop a process or a generator rather than signal a bug.

@@ -7,9 +7,9 @@ from tests.diagnostics.tracing.standins import CollectorStandIn
 @pytest.fixture
 def fresh_provider():
     """A provider made after the test's tracing client named the service."""
-    provider._reset_for_tests()
+    provider.reset_state()
     yield
-    provider._reset_for_tests()
+    provider.reset_state()
 
 
 @pytest.fixture
