@@ -97,7 +97,7 @@ class InternetAddress(NamedTuple):
 class EndpointConfiguration(NamedTuple):
     """A description of a remote endpoint, as returned by :func:`Endpoint`.
 
-    ``family`` and ``address`` are ready for :func:`socket.socket` and
+    ``family`` and ``address`` are ready for :class:`socket.socket` and
     :meth:`socket.socket.connect`. ``str()`` gives back the configured form.
     """
 
@@ -276,8 +276,8 @@ class DictOf(Parser):
     As a :class:`Parser`, ``DictOf(spec).parse("", raw_config)`` groups every
     key of the configuration by its first component.
 
-    :param spec: How to parse each member of the group.
-    :type spec: a parser, ConfigSpec or DictOf
+    :param spec: How to parse each member of the group: a parser, a spec
+        dict or a :class:`DictOf`.
     :raises AssertionError: ``spec`` is not a valid spec node.
     """
 

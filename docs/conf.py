@@ -46,32 +46,6 @@ nitpick_ignore = [
     # The CQL mapper has no published documentation, only its source.
     ("py:class", "cqlmapper.connection.Connection"),
 ]
-# PENDING: references in docstrings of source files other helpers are editing
-# now; each is to be fixed in the source (then its line here removed) by the
-# owner of the file named in the comment.
-nitpick_ignore += [
-    ("py:func", "socket.socket"),  # baseplate/config.py: a class, :class:
-    ("py:class", "a parser"),  # baseplate/config.py: DictOf's ":type spec:"
-    ("py:mod", "baseplate.integration"),  # baseplate/core/_baseplate.py: no such page
-    ("py:data", "AUTHENTICATION_PUBLIC_KEY_SECRET"),  # baseplate/core/_edge.py: private
-    ("py:attr", "route"),  # baseplate/diagnostics/tracing/__init__.py
-    ("py:class", "HTTPPoster"),  # baseplate/diagnostics/tracing/_publisher_http.py
-    ("py:meth", "HTTPPoster.post"),  # baseplate/diagnostics/tracing/_publisher_http.py
-    ("py:attr", "BaseClient.transport"),  # baseplate/metrics.py
-    ("py:attr", "counters"),  # baseplate/metrics.py
-    ("py:attr", "namespace"),  # baseplate/metrics.py
-    ("py:attr", "transport"),  # baseplate/metrics.py
-    ("py:exc", "ConfigFileError"),  # baseplate/server/__init__.py: a private class
-    ("py:func", "attach"),  # bridge/current.py: opentelemetry.context.attach
-    ("py:func", "get_current"),  # bridge/current.py: opentelemetry.context.get_current
-    ("py:func", "reset_state"),  # baseplate/testing.py: bridge.provider.reset_state
-    # baseplate/experiments/__init__.py and docs/experiments.rst: baseplate.events
-    # has no page yet.
-    ("py:class", "baseplate.events.DebugLogger"),
-    ("py:class", "baseplate.events.queue.EventLogger"),
-    ("py:class", "EventLogger"),
-]
-
 nitpick_ignore_regex = [
     # Apache Thrift's Python library publishes no API reference.
     ("py:.*", r"thrift\..*"),

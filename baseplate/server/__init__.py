@@ -91,7 +91,8 @@ def make_app(app_config: dict[str, str]) -> Any:
     an application from options alone, such as PasteDeploy's (see
     :func:`baseplate.integration.pyramid.paste_make_app`).
 
-    :raises ConfigFileError: if ``factory`` is missing or names nothing callable.
+    If ``factory`` is missing or names nothing callable, the error raised is
+    one line naming the option, as ``baseplate-serve`` prints it.
     """
     factory = load_factory(
         app_config.get("factory"), "make_app", path="application options", where="factory"

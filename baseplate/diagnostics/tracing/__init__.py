@@ -144,13 +144,13 @@ class TracingClient:
 
     @property
     def sample_rate(self) -> float:
-        """The share (0 to 1) of new traces sampled: the root ratio of :attr:`route`."""
+        """The share (0 to 1) of new traces sampled: the root ratio of ``route``."""
         ratio = self.route.root_ratio
         assert ratio is not None
         return ratio
 
     def install(self) -> None:
-        """Make the exporter the destination of :attr:`route` (once)."""
+        """Make the exporter the destination of ``route`` (once)."""
         if self.processor is None:
             with self._install_lock:
                 self._install_once()
