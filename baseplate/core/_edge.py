@@ -21,6 +21,7 @@ import jwt
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer
 
+from baseplate._state import state as baseplate_state
 from baseplate.thrift import ttypes as _generated_ttypes
 
 if TYPE_CHECKING:
@@ -155,14 +156,17 @@ class AuthenticationTokenValidator:
         for key in keys.all_versions:
             try:
                 claims = jwt.decode(token, key, algorithms=_ALGORITHMS, options=_DECODE_OPTIONS)
-            except (jwt.InvalidSignatureError, jwt.InvalidKeyError):
+            except jwt.InvalidSignatureError:
                 continue  # maybe the next version signed it
+            except jwt.InvalidKeyError as exc:
+                # A version that cannot be loaded as a public key: the others may
+                # still verify; the operator hears of it once, not per request.
+                message = f"unusable key in {AUTHENTICATION_PUBLIC_KEY_SECRET}: {exc}"
+                baseplate_state.edge_key_failures.report(message, message)
+                continue
             except jwt.InvalidTokenError as exc:
                 logger.debug("invalid authentication token: %s", exc)
                 return _INVALID_TOKEN
-            except ValueError as exc:  # a public key that cannot be loaded
-                logger.warning("unusable key in %s: %s", AUTHENTICATION_PUBLIC_KEY_SECRET, exc)
-                continue
             return ValidatedAuthenticationToken(claims)
         logger.debug("authentication token signature matches no public key")
         return _INVALID_TOKEN

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import types
 
@@ -21,6 +22,7 @@ from baseplate.core import (
     NoAuthenticationError,
 )
 from baseplate.secrets import SecretNotFoundError, SecretsStore
+from baseplate.testing import reset_state
 from baseplate.thrift.ttypes import Request
 from tests import vectors
 
@@ -317,3 +319,20 @@ def test_missing_public_key_is_a_configuration_error(tmp_path):
     context = EdgeRequestContextFactory(SecretsStore(str(path))).new(authentication_token="a.b.c")
     with pytest.raises(SecretNotFoundError):
         _ = context.user.id
+
+
+def test_an_unusable_key_is_logged_once_and_the_others_still_serve(tmp_path, caplog):
+    """A key that cannot be loaded is one warning, then debug lines, not one per request."""
+    reset_state()
+    previous, previous_pem = new_key_pair()
+    store = write_secrets(
+        tmp_path / "s.json", {"current": "not a PEM key", "previous": previous_pem}
+    )
+    factory = EdgeRequestContextFactory(store)
+    caplog.set_level(logging.DEBUG, logger="baseplate.core._edge")
+    for _ in range(3):
+        token = sign(previous, sub="t2_kept", exp=FAR_FUTURE)
+        assert factory.new(authentication_token=token).user.id == "t2_kept"
+    unusable = [r for r in caplog.records if "unusable key" in r.getMessage()]
+    assert [r.levelno for r in unusable] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    assert KEY_PATH in unusable[0].getMessage()
