@@ -276,8 +276,8 @@ class DictOf(Parser):
     As a :class:`Parser`, ``DictOf(spec).parse("", raw_config)`` groups every
     key of the configuration by its first component.
 
-    :param spec: How to parse each member of the group: a parser, a spec
-        dict or a :class:`DictOf`.
+    :param spec: How to parse each member of the group.
+    :type spec: :class:`Parser`, a parser function, :data:`ConfigSpec` or :class:`DictOf`
     :raises AssertionError: ``spec`` is not a valid spec node.
     """
 
