@@ -7,9 +7,10 @@ each batch, gzipped and signed, to ``https://<collector.hostname>/v<version>``::
 
     python -m baseplate.events.publisher --queue-name NAME config.ini
 
-It is the trace publisher's loop (:mod:`baseplate.diagnostics.tracing.publisher`)
-with the collector's batch framing and requests: a reader thread batches,
-a sender thread posts with :mod:`baseplate.retry`'s backoff. Unlike the
+It runs the parts every sidecar shares, which the trace publisher
+(:mod:`baseplate.diagnostics.tracing.publisher`) documents, with the
+collector's batch framing and requests: a reader thread batches, a sender
+thread posts with :mod:`baseplate.retry`'s backoff. Unlike the
 trace publisher it never drops a batch to make room: while the collector is
 away it stops reading, and the events wait on the queue.
 
@@ -32,19 +33,10 @@ import urllib.parse
 from collections.abc import Sequence
 
 from baseplate import config
-from baseplate.diagnostics.tracing._publisher_cli import (
-    SidecarCommand,
-    positive_seconds,
-    run_sidecar,
-)
-from baseplate.diagnostics.tracing.publisher import (
-    JSON_ARRAY,
-    Batcher,
-    Framing,
-    HTTPPoster,
-    Publisher,
-    SpanBatch,
-)
+from baseplate._sidecar.batching import JSON_ARRAY, Batch, Batcher, Framing
+from baseplate._sidecar.command import SidecarCommand, positive_seconds, run_sidecar
+from baseplate._sidecar.loop import Publisher
+from baseplate._sidecar.posting import HTTPPoster
 from baseplate.events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 from baseplate.message_queue import MessageQueue
 from baseplate.metrics import BaseClient
@@ -114,7 +106,8 @@ class CollectorPoster(HTTPPoster):
     ``Content-Encoding: gzip`` and ``X-Signature`` (:func:`sign_payload`).
     Server errors and IO errors are retried with exponential backoff (``2``
     s, then 4, 8…) for up to ``retry_budget`` seconds in all; any other
-    non-2xx response is final. Metrics and logs are :class:`HTTPPoster`'s.
+    non-2xx response is final. Metrics and logs are
+    :class:`~baseplate.diagnostics.tracing.publisher.HTTPPoster`'s.
 
     :param hostname: The collector's host, with a port if not 443.
     :param version: The collector protocol, 1 (JSON events) or 2 (Thrift).
@@ -154,7 +147,7 @@ class CollectorPoster(HTTPPoster):
         self.retry_backoff = retry_backoff
         self.retry_budget = retry_budget
 
-    def encode(self, batch: SpanBatch) -> tuple[bytes, dict[str, str]]:
+    def encode(self, batch: Batch) -> tuple[bytes, dict[str, str]]:
         """The gzipped batch and its headers, signed over the uncompressed batch."""
         headers = {
             "Date": email.utils.formatdate(usegmt=True),

@@ -287,6 +287,12 @@ def test_poster_refuses_what_is_not_a_host(hostname: str) -> None:
         CollectorPoster(hostname, 1, "k", b"s", make_client("ep", None))
 
 
+def test_the_shared_parts_log_under_the_event_publishers_name() -> None:
+    poster = CollectorPoster("c.example.com", 1, "k", b"s", make_client("ep", None))
+    assert poster.logger.name == "baseplate.events.publisher"
+    assert event_publisher._COMMAND.log is poster.logger
+
+
 # --- configuration ---------------------------------------------------------------------
 
 

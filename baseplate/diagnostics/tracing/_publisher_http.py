@@ -1,35 +1,29 @@
-"""The publishers' HTTP poster: one batch to one URL, with retries.
+"""The trace publisher's poster: batches of spans to a Zipkin v1 API.
 
-:class:`HTTPPoster` makes the attempts, counts and logs them; the trace
-publisher's :class:`ZipkinPoster` and the event publisher's poster say where
-a batch goes, how it is encoded and how long to keep trying. The backoff
-between attempts is :class:`baseplate.retry.ExponentialBackoffRetryPolicy`'s;
+The attempts, retries, metrics and logs are every sidecar's
+(:class:`baseplate._sidecar.posting.HTTPPoster`); what is Zipkin's is here:
+where a batch goes, the ``User-Agent``, the check of the API URL and the
+retry policy the ``[trace-publisher]`` keys describe.
 :mod:`baseplate.diagnostics.tracing.publisher` documents this part.
 """
 
 from __future__ import annotations
 
-import enum
-import http.client
 import logging
 import math
 import threading
 import urllib.parse
 
-from baseplate.diagnostics.tracing._publisher_batching import SpanBatch
+from baseplate._sidecar.posting import HTTPPoster
 from baseplate.metrics import BaseClient
 from baseplate.retry import RetryPolicy
 
-# Every part of the sidecar logs through this logger, under its public
-# module's name as in the original.
+# The trace publisher, and the shared parts working for it, log through this
+# logger, under its public module's name as in the original.
 logger = logging.getLogger("baseplate.diagnostics.tracing.publisher")
 
 #: Sent with every POST.
 USER_AGENT = "baseplate-trace-publisher/1.0"
-
-#: The shortest timeout, in seconds, an attempt is given, even when the
-#: retry policy's budget has less left.
-SHORTEST_TIMEOUT = 0.05
 
 
 def parse_api_url(text: str) -> str:
@@ -44,145 +38,6 @@ def parse_api_url(text: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("must not have a query or fragment")
     return text
-
-
-class Delivery(enum.Enum):
-    """What became of a batch handed to :meth:`HTTPPoster.post`."""
-
-    SENT = "sent"
-    """The server accepted it (a 2xx response)."""
-
-    REJECTED = "rejected"
-    """The server refused it for good (a response that is neither 2xx nor 5xx)."""
-
-    FAILED = "failed"
-    """Every attempt the policy allowed met a 5xx or an IO error."""
-
-
-class HTTPPoster:
-    """Posts batches to one ``http`` or ``https`` URL, retrying what may succeed later.
-
-    Each attempt is a POST of :meth:`encode`'s body and headers on a new
-    connection, limited to ``post_timeout`` seconds per connect or read.
-    Server errors (5xx) and IO errors are retried as long as the policy of
-    :meth:`retry_policy` allows; any other non-2xx response is final.
-
-    Metrics, under the client's namespace: a ``post`` timer for every
-    attempt, counters ``error.http`` and ``error.io`` for every failed one,
-    and ``sent``, increased by the number of messages, for every batch
-    accepted. Failed attempts are logged at warning level.
-
-    Subclasses say how a batch is sent by overriding :meth:`encode` and
-    :meth:`retry_policy`; both are called from the sending thread only.
-    Instances are safe to share between threads.
-
-    :param url: Where every batch is posted.
-    :param user_agent: The ``User-Agent`` of every request.
-    :param noun: What the messages are, for the logs (``spans``, ``events``).
-    :param log: Where the poster, and the loop that uses it, log; by default
-        the trace publisher's logger.
-    :raises ValueError: ``url`` is not an ``http`` or ``https`` URL, or
-        ``post_timeout`` is not positive.
-
-    .. versionadded:: 0.31
-    """
-
-    def __init__(
-        self,
-        url: str,
-        metrics: BaseClient,
-        *,
-        user_agent: str,
-        post_timeout: float = 3.0,
-        noun: str = "messages",
-        log: logging.Logger = logger,
-    ) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, not {url!r}")
-        if not post_timeout > 0:
-            raise ValueError(f"post_timeout must be positive, not {post_timeout!r}")
-        self.url = url
-        self._connection_class = (
-            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        )
-        self._netloc = parts.netloc.rsplit("@", 1)[-1]  # credentials do not go in Host
-        self._target = parts.path or "/"
-        self.metrics = metrics
-        self.user_agent = user_agent
-        self.post_timeout = post_timeout
-        self.noun = noun
-        self.logger = log
-
-    def encode(self, batch: SpanBatch) -> tuple[bytes, dict[str, str]]:
-        """The body and headers (besides ``User-Agent``) that carry ``batch``.
-
-        Called once per batch; every attempt sends the same request. By
-        default the body is the payload, as ``application/json``.
-        """
-        return batch.payload, {"Content-Type": "application/json"}
-
-    def retry_policy(self, stop: threading.Event | None = None) -> RetryPolicy:
-        """The attempts a batch gets; setting ``stop`` must end them early.
-
-        Setting ``stop`` cuts a pause short and prevents any further attempt,
-        so that a publisher asked to stop is not held up by a long backoff.
-        By default: a single attempt.
-        """
-        return RetryPolicy.new(attempts=1)
-
-    def post(self, batch: SpanBatch, policy: RetryPolicy | None = None) -> Delivery:
-        """Post ``batch``, attempting as often as ``policy`` allows.
-
-        ``policy`` defaults to :meth:`retry_policy`. When it yields a time
-        budget, an attempt's timeout is the smaller of that and
-        ``post_timeout``, but at least ``SHORTEST_TIMEOUT`` (0.05 s). Never raises
-        for a network or HTTP failure.
-        """
-        body, headers = self.encode(batch)
-        headers = {"User-Agent": self.user_agent, **headers}
-        for time_remaining in policy or self.retry_policy():
-            timeout = self.post_timeout
-            if time_remaining is not None:
-                # A budget's last attempt may be left with nothing: zero would
-                # make the socket non-blocking, so it gets the shortest wait.
-                timeout = max(min(timeout, time_remaining), SHORTEST_TIMEOUT)
-            try:
-                with self.metrics.timer("post"):
-                    status, reason, response_body = self._attempt(body, headers, timeout)
-            except (OSError, http.client.HTTPException) as exc:
-                self.metrics.counter("error.io").increment()
-                self.logger.warning(
-                    "posting %d %s to %s failed: %r", batch.count, self.noun, self.url, exc
-                )
-                continue
-            if 200 <= status < 300:
-                self.metrics.counter("sent").increment(batch.count)
-                return Delivery.SENT
-            self.metrics.counter("error.http").increment()
-            self.logger.warning(
-                "posting %d %s to %s failed: HTTP %d %s: %r",
-                batch.count,
-                self.noun,
-                self.url,
-                status,
-                reason,
-                response_body[:500],
-            )
-            if status < 500:
-                return Delivery.REJECTED
-        return Delivery.FAILED
-
-    def _attempt(
-        self, body: bytes, headers: dict[str, str], timeout: float
-    ) -> tuple[int, str, bytes]:
-        connection = self._connection_class(self._netloc, timeout=timeout)
-        try:
-            connection.request("POST", self._target, body=body, headers=headers)
-            response = connection.getresponse()
-            return response.status, response.reason, response.read()
-        finally:
-            connection.close()
 
 
 class ZipkinPoster(HTTPPoster):
@@ -227,6 +82,7 @@ class ZipkinPoster(HTTPPoster):
             user_agent=USER_AGENT,
             post_timeout=post_timeout,
             noun="spans",
+            log=logger,
         )
         self.retry_limit = retry_limit
         self.retry_backoff = retry_backoff

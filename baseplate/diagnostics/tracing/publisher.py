@@ -7,14 +7,16 @@ batches to ``<zipkin_api_url>/spans``::
 
     python -m baseplate.diagnostics.tracing.publisher --queue-name NAME config.ini
 
-Three parts, each usable and testable alone, and each in a private module of
-its own, with the sidecar's configuration and command line in a fourth; this
-module is their public face and the ``python -m`` entry point:
+Three parts, each usable and testable alone, which every sidecar shares (the
+event publisher runs them too); the trace publisher adds its Zipkin poster,
+its configuration and its command line. This module is their public face and
+the ``python -m`` entry point:
 
 * :class:`Batcher` groups raw messages into batches by size and age; it does
   no IO and reads no clock.
-* :class:`ZipkinPoster` posts one batch, retrying server errors and IO errors
-  with :mod:`baseplate.retry`'s exponential backoff.
+* :class:`HTTPPoster` posts one batch, retrying server errors and IO errors
+  with :mod:`baseplate.retry`'s exponential backoff; :class:`ZipkinPoster`
+  is the trace publisher's.
 * :class:`Publisher` runs the loop: the calling thread reads the queue and
   batches, a sender thread posts, and a bounded list of pending batches sits
   between them, so a slow or absent Zipkin never stops the queue from being
@@ -32,23 +34,19 @@ from __future__ import annotations
 
 import sys
 
-from baseplate.diagnostics.tracing._publisher_batching import (
+from baseplate._sidecar.batching import (
     DEFAULT_MAX_BATCH_SIZE,
     JSON_ARRAY,
     MAX_BATCH_AGE,
+    Batch,
     Batcher,
     Framing,
     MessageTooLargeError,
-    SpanBatch,
 )
+from baseplate._sidecar.loop import POLL_INTERVAL, Publisher
+from baseplate._sidecar.posting import Delivery, HTTPPoster
 from baseplate.diagnostics.tracing._publisher_cli import MAX_MESSAGE_SIZE, MAX_QUEUE_SIZE, main
-from baseplate.diagnostics.tracing._publisher_http import (
-    USER_AGENT,
-    Delivery,
-    HTTPPoster,
-    ZipkinPoster,
-)
-from baseplate.diagnostics.tracing._publisher_loop import POLL_INTERVAL, Publisher
+from baseplate.diagnostics.tracing._publisher_http import USER_AGENT, ZipkinPoster
 
 __all__ = [
     "DEFAULT_MAX_BATCH_SIZE",
@@ -58,6 +56,7 @@ __all__ = [
     "MAX_QUEUE_SIZE",
     "POLL_INTERVAL",
     "USER_AGENT",
+    "Batch",
     "Batcher",
     "Delivery",
     "Framing",
@@ -68,6 +67,9 @@ __all__ = [
     "ZipkinPoster",
     "main",
 ]
+
+#: The trace publisher's name for :class:`Batch`: its batches hold spans.
+SpanBatch = Batch
 
 if __name__ == "__main__":
     sys.exit(main())

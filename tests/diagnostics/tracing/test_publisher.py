@@ -28,6 +28,7 @@ import pytest
 
 from baseplate import config
 from baseplate._ini import ConfigFileError
+from baseplate._sidecar import batching, loop, posting
 from baseplate.config import Endpoint
 from baseplate.diagnostics.tracing import _publisher_cli
 from baseplate.diagnostics.tracing.publisher import (
@@ -966,6 +967,18 @@ def test_the_split_module_still_offers_every_name() -> None:
     assert publisher.POLL_INTERVAL == 0.2
     assert publisher.USER_AGENT == "baseplate-trace-publisher/1.0"
     assert publisher.main is _publisher_cli.main
+    # The shared parts are every sidecar's, offered here under their old names.
+    assert publisher.SpanBatch is publisher.Batch is batching.Batch
+    assert publisher.Batcher is batching.Batcher
+    assert publisher.HTTPPoster is posting.HTTPPoster
+    assert publisher.Publisher is loop.Publisher
+    assert all(hasattr(publisher, name) for name in publisher.__all__)
+
+
+def test_the_shared_parts_log_under_the_trace_publishers_name() -> None:
+    poster = ZipkinPoster("http://z/api/v1", make_client("tp", None))
+    assert poster.logger.name == "baseplate.diagnostics.tracing.publisher"
+    assert _publisher_cli._COMMAND.log is poster.logger
 
 
 def test_zipkin_api_url_is_required() -> None:

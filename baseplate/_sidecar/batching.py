@@ -1,9 +1,12 @@
-"""The publishers' batching: raw records into framed batches of bounded size and age.
+"""Batching for the sidecars: raw messages into framed batches of bounded size and age.
 
-The trace publisher frames its batches as JSON arrays; the event publisher
-uses the same batcher with the framing of its collector's protocol version.
-This part does no IO and reads no clock, so it is tested, and can be reused,
-on its own; :mod:`baseplate.diagnostics.tracing.publisher` documents it.
+A sidecar that forwards a queue's messages sends them in batches, both to
+spare the server a request per message and to keep each request under the
+server's size limit. What wraps the messages differs from server to server
+(a JSON array, or the event collector's Thrift list), so the framing is a
+value the batcher is given. This part does no IO and reads no clock, so it is
+tested, and can be reused, on its own; :mod:`baseplate.diagnostics.tracing.publisher`
+documents it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 #: The default ``max_batch_size``: the most bytes one POST carries.
 DEFAULT_MAX_BATCH_SIZE = 512000
 
-#: How old, in seconds, the first span of a batch may get before the batch is sent.
+#: How old, in seconds, the first message of a batch may get before the batch is sent.
 MAX_BATCH_AGE = 1.0
 
 
@@ -64,7 +67,7 @@ JSON_ARRAY = Framing(opening=lambda count: b"[", closing=b"]")
 
 
 @dataclass(frozen=True)
-class SpanBatch:
+class Batch:
     """A closed batch, ready to post."""
 
     payload: bytes
@@ -72,7 +75,7 @@ class SpanBatch:
     the messages joined by ``,`` + ``]``."""
 
     count: int
-    """How many spans (messages) it holds."""
+    """How many messages it holds."""
 
 
 class Batcher:
@@ -82,8 +85,8 @@ class Batcher:
     bytes, its framing included (for the default, JSON arrays: two brackets
     and one comma between each pair of messages), so ``len(batch.payload) <=
     max_size`` always holds; or once its first message is ``max_age`` seconds
-    old. Messages are joined as they are, without being parsed: producers put
-    one JSON object per message.
+    old. Messages are joined as they are, without being parsed: with the
+    default framing, producers put one JSON object per message.
 
     The batcher does no IO and reads no clock; callers pass ``now`` in
     whatever monotonic unit of seconds they like. It is not thread-safe.
@@ -92,9 +95,9 @@ class Batcher:
     >>> batcher.add(b'"a"', now=0.0), batcher.add(b'"b"', now=0.1)
     (None, None)
     >>> batcher.add(b'"c"', now=0.2)  # 2 + 3 + 1 + 3 = 9 bytes; a third would need 13
-    SpanBatch(payload=b'["a","b"]', count=2)
+    Batch(payload=b'["a","b"]', count=2)
     >>> batcher.take_if_due(now=1.2)
-    SpanBatch(payload=b'["c"]', count=1)
+    Batch(payload=b'["c"]', count=1)
 
     :param framing: How batches wrap their messages.
 
@@ -130,7 +133,7 @@ class Batcher:
             return 0
         return self._content + self.framing.overhead(len(self._messages))
 
-    def add(self, message: bytes, now: float) -> SpanBatch | None:
+    def add(self, message: bytes, now: float) -> Batch | None:
         """Add ``message``, returning the batch it closed because it did not fit.
 
         :raises MessageTooLargeError: ``message`` cannot fit even a batch of
@@ -150,20 +153,20 @@ class Batcher:
         self._content += len(message)
         return closed
 
-    def take_if_due(self, now: float) -> SpanBatch | None:
+    def take_if_due(self, now: float) -> Batch | None:
         """Close and return the open batch if its first message is ``max_age`` old."""
         if self._messages and now - self._started >= self.max_age:
             return self._close()
         return None
 
-    def flush(self) -> SpanBatch | None:
+    def flush(self) -> Batch | None:
         """Close and return the open batch, whatever its age; None if it is empty."""
         return self._close() if self._messages else None
 
-    def _close(self) -> SpanBatch:
+    def _close(self) -> Batch:
         framing, count = self.framing, len(self._messages)
         payload = framing.opening(count) + framing.separator.join(self._messages) + framing.closing
-        batch = SpanBatch(payload, count)
+        batch = Batch(payload, count)
         self._messages = []
         self._content = 0
         return batch

@@ -1,7 +1,11 @@
-"""The publishers' loop: a reader thread batching the queue, a sender thread posting.
+"""The sidecars' run loop: a reader thread batching the queue, a sender thread posting.
 
-The trace publisher and the event publisher both run it;
-:mod:`baseplate.diagnostics.tracing.publisher` documents this part.
+A sidecar must keep reading its queue while its server is slow or away, or
+the applications that write to the queue find it full; and it must bound
+what it holds meanwhile. So reading and posting run in threads of their own,
+with a bounded list of closed batches between them, and whatever is given up
+is logged and counted in one place. :mod:`baseplate.diagnostics.tracing.publisher`
+documents this part.
 """
 
 from __future__ import annotations
@@ -11,12 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from baseplate.diagnostics.tracing._publisher_batching import (
-    Batcher,
-    MessageTooLargeError,
-    SpanBatch,
-)
-from baseplate.diagnostics.tracing._publisher_http import Delivery, HTTPPoster
+from baseplate._sidecar.batching import Batch, Batcher, MessageTooLargeError
+from baseplate._sidecar.posting import Delivery, HTTPPoster
 from baseplate.message_queue import MessageQueue, TimedOutError
 from baseplate.metrics import BaseClient
 from baseplate.retry import RetryPolicy
@@ -33,7 +33,7 @@ class Publisher:
     ``max_pending_batches`` (besides the one being posted); when a new batch
     would exceed that, the oldest waiting one is dropped. So reading never
     waits for the server, and a queue that stays drained keeps producers from
-    dropping spans at their end instead. With ``wait_for_room`` the reader
+    dropping messages at their end instead. With ``wait_for_room`` the reader
     waits instead: it takes nothing off the queue while that many batches
     wait (so at most one more than that is ever held), and the messages stay
     on the queue, where they outlast a restart of the publisher, until the
@@ -72,6 +72,7 @@ class Publisher:
     ) -> None:
         if max_pending_batches < 1:
             raise ValueError(f"max_pending_batches must be at least 1, not {max_pending_batches}")
+        self._stop = threading.Event() if stop is None else stop
         self.queue = queue
         self.batcher = batcher
         self.poster = poster
@@ -81,12 +82,11 @@ class Publisher:
         self.shutdown_timeout = shutdown_timeout
         self.poll_interval = poll_interval
         self.clock = clock
-        self._stop = threading.Event() if stop is None else stop
         self._lock = threading.Lock()
         self._batch_ready = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
-        self._pending: collections.deque[SpanBatch] = collections.deque()
-        self._in_flight: SpanBatch | None = None
+        self._pending: collections.deque[Batch] = collections.deque()
+        self._in_flight: Batch | None = None
         self._abandoned = False  # the sender's work was given up for lost at exit
 
     def stop(self) -> None:
@@ -136,7 +136,7 @@ class Publisher:
             if due is not None:
                 self._enqueue(due)
 
-    def _enqueue(self, batch: SpanBatch) -> None:
+    def _enqueue(self, batch: Batch) -> None:
         with self._lock:
             self._pending.append(batch)
             overflow = []
@@ -173,7 +173,7 @@ class Publisher:
                     return
             self._settle(batch, result, "undeliverable")
 
-    def _settle(self, batch: SpanBatch, result: Delivery, failed_reason: str) -> None:
+    def _settle(self, batch: Batch, result: Delivery, failed_reason: str) -> None:
         if result is Delivery.REJECTED:
             self._drop(batch.count, "rejected", "the server refused the batch")
         elif result is Delivery.FAILED:
