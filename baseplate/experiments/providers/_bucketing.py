@@ -1,14 +1,17 @@
-"""The one bucketing function every provider uses: the wire contract of the experiments file.
+"""Bucketing, which the r2 and simple experiments share: the wire contract of the experiments file.
 
 Any two Baseplate services must put a given input in the same bucket, so
-this is the original's function exactly: SHA-1 of the seed immediately
-followed by the bucketing value (both as ``str()`` writes them, UTF-8),
-read as a big-endian integer, modulo the number of buckets.
+:func:`bucket` is the original's function exactly: SHA-1 of the seed
+immediately followed by the bucketing value (both as ``str()`` writes them,
+UTF-8), read as a big-endian integer, modulo the number of buckets.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
+
+from baseplate.experiments.providers.base import Experiment
 
 
 def bucket(seed: object, value: object, num_buckets: int) -> int:
@@ -19,3 +22,34 @@ def bucket(seed: object, value: object, num_buckets: int) -> int:
     """
     digest = hashlib.sha1(f"{seed!s}{value!s}".encode()).digest()
     return int.from_bytes(digest, "big") % num_buckets
+
+
+class BucketingExperiment(Experiment):
+    """An experiment that buckets by one named input: the r2 and simple experiments.
+
+    Both must bucket alike and name their bucketing events alike (the
+    experiment, the input's name and its value), so that a service moved
+    from one type to the other keeps its users where they were and logs
+    each of them once; that part lives here, once. A subclass sets
+    ``name``, ``bucket_val`` (the name of the input to bucket by),
+    ``num_buckets`` and ``seed``.
+    """
+
+    name: str
+    bucket_val: str
+    num_buckets: int
+    seed: Any
+
+    def get_unique_id(self, **kwargs: Any) -> str | None:
+        value = kwargs.get(self.bucket_val)
+        if value:
+            return f"{self.name}:{self.bucket_val}:{value!s}"
+        return None
+
+    def _calculate_bucket(self, bucket_val: Any) -> int:
+        """Sort a bucketing value (in most cases an account's fullname) into a bucket.
+
+        The experiment's seed is mixed in so the same users don't land in the
+        same bucket of every experiment.
+        """
+        return bucket(self.seed, bucket_val, self.num_buckets)

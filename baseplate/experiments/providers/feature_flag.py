@@ -22,31 +22,12 @@ class FeatureFlag(R2Experiment):
     1. Slowly rolling out a new feature to a % of users
     2. Restricting a new feature to certain subreddits
 
-    The config dict is expected to have the following values:
-
-        * **variants**: dict mapping variant names to their sizes. Variant
-          sizes are expressed as numeric percentages rather than a fraction of
-          1 (that is, 1.5 means 1.5%, not 150%).  For a feature flag, you can
-          only specify a single variant named "active".
-        * **targeting**: (Optional) dict that maps the names of targeting
-          parameters to lists of valid values.  When determining the variant
-          of an experiment, the targeting parameters you want to use are passed
-          in as keyword arguments to the call to experiment.variant.
-        * **overrides**: (Optional) dict that maps override parameters to
-          dictionaries mapping values to the variant name you want to override
-          the variant to. When determining the variant of an experiment, the
-          override parameters you want to use are passed in as keyword
-          arguments to the call to experiment.variant.
-        * **bucket_val**: (Optional) Name of the parameter you want to use for
-          bucketing.  This value must be passed to the call to
-          experiment.variant as a keyword argument.  Defaults to "user_id".
-        * **seed**: (Optional) Overrides the seed for this experiment.  If this
-          is not set, `name` is used as the seed.
-        * **newer_than**: (Optional) The earliest time that a bucketing
-          resource can have been created by in UTC epoch seconds.  If set, you
-          must pass the time, in UTC epoch seconds, when the resource that you
-          are bucketing was created to the call to experiment.variant as the
-          "user_created" parameter.
+    The config dict is :class:`~baseplate.experiments.providers.r2.R2Experiment`'s,
+    whose docstring says what each key means (``variants``, and optionally
+    ``targeting``, ``overrides``, ``bucket_val``, ``seed`` and
+    ``newer_than``), except that ``variants`` may name only the variant
+    "active": ``{"active": 1.5}`` turns the feature on for 1.5% of the
+    targeted users.
     """
 
     @classmethod

@@ -7,8 +7,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from baseplate.experiments._membership import Values
-from baseplate.experiments.providers._bucketing import bucket
-from baseplate.experiments.providers.base import Experiment
+from baseplate.experiments.providers._bucketing import BucketingExperiment
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def _as_list(value: Any) -> list[Any] | tuple[Any, ...]:
     return value if isinstance(value, (list, tuple)) else [value]
 
 
-class R2Experiment(Experiment):
+class R2Experiment(BucketingExperiment):
     """A "legacy", r2-style experiment.
 
     .. deprecated:: 0.27
@@ -187,12 +186,6 @@ class R2Experiment(Experiment):
             newer_than=config.get("newer_than"),
         )
 
-    def get_unique_id(self, **kwargs: Any) -> str | None:
-        value = kwargs.get(self.bucket_val)
-        if value:
-            return f"{self.name}:{self.bucket_val}:{value!s}"
-        return None
-
     def should_log_bucketing(self) -> bool:
         return True
 
@@ -247,14 +240,6 @@ class R2Experiment(Experiment):
                 if user_created and user_created > self.newer_than:
                     return True
         return False
-
-    def _calculate_bucket(self, bucket_val: Any) -> int:
-        """Sort a bucketing value (in most cases an account's fullname) into a bucket.
-
-        The experiment's seed is mixed in so the same users don't land in the
-        same bucket of every experiment.
-        """
-        return bucket(self.seed, bucket_val, self.num_buckets)
 
     def _choose_variant(self, bucket: int) -> str | None:
         """Deterministically choose a percentage-based variant.

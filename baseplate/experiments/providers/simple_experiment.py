@@ -7,8 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
-from baseplate.experiments.providers._bucketing import bucket
-from baseplate.experiments.providers.base import Experiment
+from baseplate.experiments.providers._bucketing import BucketingExperiment
 from baseplate.experiments.targeting.base import Targeting
 from baseplate.experiments.targeting.tree_targeting import OverrideNode, create_targeting_tree
 from baseplate.experiments.variant_sets.base import VariantSet
@@ -92,7 +91,7 @@ def _lowered_get(inputs: Mapping[str, Any], key: str) -> Any:
     return found
 
 
-class SimpleExperiment(Experiment):
+class SimpleExperiment(BucketingExperiment):
     """A basic experiment choosing from a set of variants.
 
     Simple experiments are meant to be used in conjunction with a
@@ -238,12 +237,6 @@ class SimpleExperiment(Experiment):
         """The seed mixed into every bucket of this experiment."""
         return self._seed
 
-    def get_unique_id(self, **kwargs: Any) -> str | None:
-        value = kwargs.get(self.bucket_val)
-        if value:
-            return f"{self.name}:{self.bucket_val}:{value!s}"
-        return None
-
     def should_log_bucketing(self) -> bool:
         """Whether or not this experiment should log bucketing events."""
         return bool(self._log_bucketing)
@@ -285,14 +278,6 @@ class SimpleExperiment(Experiment):
 
     def _is_enabled(self) -> bool:
         return bool(self.enabled) and self.start_ts <= time.time() < self.stop_ts
-
-    def _calculate_bucket(self, bucket_val: Any) -> int:
-        """Sort a bucketing value (in most cases an account's fullname) into a bucket.
-
-        The experiment's seed is mixed in so the same users don't land in the
-        same bucket of every experiment.
-        """
-        return bucket(self._seed, bucket_val, self.num_buckets)
 
     def _choose_variant(self, bucket: int) -> str | None:
         return self.variant_set.choose_variant(bucket)

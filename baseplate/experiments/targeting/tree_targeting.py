@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from baseplate.experiments._membership import Values
@@ -103,34 +103,40 @@ class EqualNode(_Node):
             return False
 
 
-class AllNode(_Node):
+class _ListNode(_Node):
+    """ALL and ANY: a list of child nodes, whose answers :attr:`_combine` joins.
+
+    The two differ only in how the answers are joined; each names itself
+    in the error for an operand that is not a list.
+    """
+
+    _combine: staticmethod[[Iterable[bool]], bool]
+
+    def __init__(self, input_node: Any) -> None:
+        if not isinstance(input_node, list):
+            raise TypeError(f"Input to {type(self).__name__} expects a list.")
+        self._children = tuple(create_targeting_tree(node) for node in input_node)
+
+    def _matches(self, inputs: Mapping[str, Any]) -> bool:
+        return self._combine(child._matches(inputs) for child in self._children)
+
+
+class AllNode(_ListNode):
     """True if every child node is (and so if there are none).
 
     :param input_node: A list of nodes.
     """
 
-    def __init__(self, input_node: Any) -> None:
-        if not isinstance(input_node, list):
-            raise TypeError("Input to AllNode expects a list.")
-        self._children = tuple(create_targeting_tree(node) for node in input_node)
-
-    def _matches(self, inputs: Mapping[str, Any]) -> bool:
-        return all(child._matches(inputs) for child in self._children)
+    _combine = staticmethod(all)
 
 
-class AnyNode(_Node):
+class AnyNode(_ListNode):
     """True if at least one child node is.
 
     :param input_node: A list of nodes.
     """
 
-    def __init__(self, input_node: Any) -> None:
-        if not isinstance(input_node, list):
-            raise TypeError("Input to AnyNode expects a list.")
-        self._children = tuple(create_targeting_tree(node) for node in input_node)
-
-    def _matches(self, inputs: Mapping[str, Any]) -> bool:
-        return any(child._matches(inputs) for child in self._children)
+    _combine = staticmethod(any)
 
 
 class NotNode(_Node):

@@ -59,6 +59,17 @@ def variant_name(variant: dict[str, Any]) -> Any:
         raise ValueError(f"Variant name not provided: {variant!r}") from None
 
 
+def sized_variants(variants: Sequence[dict[str, Any]]) -> list[tuple[Any, float]]:
+    """The ``(name, size)`` of each variant of a set whose variants all need both.
+
+    Every size is checked before any name, as the original did, so a config
+    missing both is told about the sizes first.
+    """
+    if any(variant.get("size") is None for variant in variants):
+        raise ValueError(f"Variant size not provided: {variants!r}")
+    return [(variant_name(v), number(v["size"], "Variant size")) for v in variants]
+
+
 def number(value: Any, what: str) -> float:
     """A size or range bound of the config, which must be a number."""
     if not isinstance(value, (int, float)):

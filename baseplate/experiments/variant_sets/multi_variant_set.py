@@ -8,9 +8,8 @@ from baseplate.experiments.variant_sets._ranged import (
     BELOW_ALL,
     RangedVariantSet,
     bound,
-    number,
+    sized_variants,
     variant_dicts,
-    variant_name,
 )
 
 
@@ -45,11 +44,7 @@ class MultiVariantSet(RangedVariantSet):
         variants = variant_dicts(self.variants, "MultiVariantSet")
         if len(variants) < 3:
             raise ValueError("MultiVariant experiments expect three or more variants.")
-        sized = []
-        for variant in variants:
-            if variant.get("size") is None:
-                raise ValueError(f"Variant size not provided: {variants!r}")
-            sized.append((variant_name(variant), number(variant["size"], "Variant size")))
+        sized = sized_variants(variants)
         if sum(bound(size, self.num_buckets) for _, size in sized) > self.num_buckets:
             raise ValueError("Sum of all variants is greater than 100%")
         return sized

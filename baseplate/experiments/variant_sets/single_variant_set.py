@@ -9,9 +9,8 @@ from baseplate.experiments.variant_sets._ranged import (
     BELOW_ALL,
     RangedVariantSet,
     bound,
-    number,
+    sized_variants,
     variant_dicts,
-    variant_name,
 )
 
 
@@ -46,10 +45,7 @@ class SingleVariantSet(RangedVariantSet):
         variants = variant_dicts(self.variants, "SingleVariantSet")
         if len(variants) != 2:
             raise ValueError("Single Variant experiments expect only one variant and one control.")
-        if variants[0].get("size") is None or variants[1].get("size") is None:
-            raise ValueError(f"Variant size not provided: {variants!r}")
-        first = (variant_name(variants[0]), number(variants[0]["size"], "Variant size"))
-        second = (variant_name(variants[1]), number(variants[1]["size"], "Variant size"))
+        first, second = sized_variants(variants)
         if not 0.0 <= first[1] + second[1] <= 1.0:
             raise ValueError("Sum of all variants must be between 0 and 1.")
         return first, second
