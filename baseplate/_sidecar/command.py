@@ -4,8 +4,8 @@ Every sidecar is started the same way (``python -m MODULE --queue-name NAME
 config.ini``), reads its ``[<section>:NAME]`` section as every Baseplate INI
 file is read, creates its queue with the sizes that section gives, and stops
 cleanly on SIGTERM or SIGINT; so that all of them behave and fail alike, each
-describes itself in a :class:`SidecarCommand` and hands it to
-:func:`run_sidecar`, as the trace and event publishers do;
+describes itself in a :class:`SidecarCommand`, whose :meth:`~SidecarCommand.main`
+is the module's ``main``, as in the trace and event publishers;
 :mod:`baseplate.diagnostics.tracing.publisher` documents the options.
 """
 
@@ -62,6 +62,19 @@ class SidecarCommand:
 
     log: logging.Logger
     """Where the command logs."""
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """Run the sidecar: read its section, open its queue, publish until a signal.
+
+        ``argv`` is the command line after the program's name (by default
+        the process's: ``[--queue-name NAME] [--debug] config.ini``). Returns
+        the exit status: 0 after a stop by SIGTERM or SIGINT, 1 when it
+        cannot start (bad configuration, a queue it cannot open).
+
+        Each sidecar module offers this, bound to its command, as its
+        ``main``, so that every sidecar starts, stops and fails alike.
+        """
+        return run_sidecar(self, argv)
 
 
 def read_section(path: str, prefix: str, queue_name: str) -> tuple[str, dict[str, str]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import http.client
 import logging
+import math
 import threading
 import urllib.parse
 
@@ -27,6 +28,20 @@ logger = logging.getLogger(__name__)
 #: The shortest timeout, in seconds, an attempt is given, even when the
 #: retry policy's budget has less left.
 SHORTEST_TIMEOUT = 0.05
+
+
+def check_backoff(retry_backoff: float) -> float:
+    """Check a poster's ``retry_backoff`` (the first pause after a failed attempt), and return it.
+
+    A poster checks it when it is made, so that a sidecar given a bad value
+    fails at start-up rather than at its first failed post, when its retry
+    policy is built.
+
+    :raises ValueError: It is not positive and finite (NaN included).
+    """
+    if not retry_backoff > 0 or math.isinf(retry_backoff):  # also rejects NaN
+        raise ValueError(f"retry_backoff must be positive and finite, not {retry_backoff!r}")
+    return retry_backoff
 
 
 class Delivery(enum.Enum):

@@ -26,17 +26,15 @@ import gzip
 import hashlib
 import hmac
 import logging
-import math
 import sys
 import threading
 import urllib.parse
-from collections.abc import Sequence
 
 from baseplate import config
 from baseplate._sidecar.batching import JSON_ARRAY, Batch, Batcher, Framing
-from baseplate._sidecar.command import SidecarCommand, positive_seconds, run_sidecar
+from baseplate._sidecar.command import SidecarCommand, positive_seconds
 from baseplate._sidecar.loop import Publisher
-from baseplate._sidecar.posting import HTTPPoster
+from baseplate._sidecar.posting import HTTPPoster, check_backoff
 from baseplate.events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 from baseplate.message_queue import MessageQueue
 from baseplate.metrics import BaseClient
@@ -130,8 +128,7 @@ class CollectorPoster(HTTPPoster):
         retry_budget: float = MAX_RETRY_TIME,
     ) -> None:
         _check_hostname(hostname)
-        if not retry_backoff > 0 or math.isinf(retry_backoff):  # also rejects NaN
-            raise ValueError(f"retry_backoff must be positive and finite, not {retry_backoff!r}")
+        check_backoff(retry_backoff)
         if not retry_budget > 0:
             raise ValueError(f"retry_budget must be positive, not {retry_budget!r}")
         super().__init__(
@@ -239,13 +236,8 @@ _COMMAND = SidecarCommand(
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sidecar (``python -m baseplate.events.publisher``).
-
-    Returns the exit status: 0 after a stop by SIGTERM or SIGINT, 1 when it
-    cannot start (bad configuration, a queue it cannot open).
-    """
-    return run_sidecar(_COMMAND, argv)
+#: Run the sidecar (``python -m baseplate.events.publisher``); returns the exit status.
+main = _COMMAND.main
 
 
 if __name__ == "__main__":

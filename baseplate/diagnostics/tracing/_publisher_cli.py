@@ -10,11 +10,9 @@ runs :func:`main` when run with ``python -m``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from baseplate import config
 from baseplate._sidecar.batching import DEFAULT_MAX_BATCH_SIZE, Batcher
-from baseplate._sidecar.command import SidecarCommand, positive_seconds, read_section, run_sidecar
+from baseplate._sidecar.command import SidecarCommand, positive_seconds, read_section
 from baseplate._sidecar.loop import Publisher
 from baseplate.diagnostics.tracing._publisher_http import ZipkinPoster, logger, parse_api_url
 from baseplate.message_queue import MessageQueue
@@ -79,10 +77,5 @@ _COMMAND = SidecarCommand(
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the sidecar (``python -m baseplate.diagnostics.tracing.publisher``).
-
-    Returns the exit status: 0 after a stop by SIGTERM or SIGINT, 1 when it
-    cannot start (bad configuration, a queue it cannot open).
-    """
-    return run_sidecar(_COMMAND, argv)
+#: Run the sidecar (``python -m baseplate.diagnostics.tracing.publisher``); returns the exit status.
+main = _COMMAND.main

@@ -10,11 +10,10 @@ retry policy the ``[trace-publisher]`` keys describe.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import urllib.parse
 
-from baseplate._sidecar.posting import HTTPPoster
+from baseplate._sidecar.posting import HTTPPoster, check_backoff
 from baseplate.metrics import BaseClient
 from baseplate.retry import RetryPolicy
 
@@ -74,8 +73,7 @@ class ZipkinPoster(HTTPPoster):
             raise ValueError(f"{api_url!r}: {exc}") from None
         if retry_limit < 1:
             raise ValueError(f"retry_limit must be at least 1, not {retry_limit!r}")
-        if not retry_backoff > 0 or math.isinf(retry_backoff):  # also rejects NaN
-            raise ValueError(f"retry_backoff must be positive and finite, not {retry_backoff!r}")
+        check_backoff(retry_backoff)
         super().__init__(
             api_url.rstrip("/") + "/spans",
             metrics,
