@@ -18,15 +18,12 @@ medians are reported: machines are noisy. Redis is the one on
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import socket
-import statistics
 import subprocess
-import sys
 import time
-from pathlib import Path
+
+from benchmarks._compare import Medians, command_line, interpreters, run_worker
 
 WORKER = r"""
 import json, socket, sys, time, types
@@ -117,42 +114,25 @@ def _start_memcached() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("memcached did not start")
 
 
-def _measure(python: str, kind: str, calls: int, sink: str, memcached: str) -> dict[str, float]:
-    done = subprocess.run(
-        [python, "-c", WORKER, kind, str(calls), sink, memcached],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent if python == sys.executable else "/",
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{python} {kind}: {done.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main(quick: bool = False, original: str | None = None) -> None:
     """Print, per client, the µs each implementation adds to a call over the bare client."""
     calls, rounds = (2000, 3) if quick else (10000, 5)
-    pythons = {"this project": sys.executable}
-    if original:
-        pythons["original 0.30.9"] = original
+    pythons = interpreters(original)
     sink_socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink_socket.bind(("127.0.0.1", 0))
     sink = f"127.0.0.1:{sink_socket.getsockname()[1]}"
     memcached, memcached_address = _start_memcached()
-    added: dict[tuple[str, str], list[float]] = {}
-    bare: dict[tuple[str, str], list[float]] = {}
+    added = Medians()
+    bare = Medians()
     try:
         for _ in range(rounds):
             for kind in CLIENTS:
                 for name, python in pythons.items():
-                    result = _measure(python, kind, calls, sink, memcached_address)
-                    added.setdefault((kind, name), []).append(
-                        result["proxy_us"] - result["bare_us"]
+                    result = run_worker(
+                        python, WORKER, kind, str(calls), sink, memcached_address, label=kind
                     )
-                    bare.setdefault((kind, name), []).append(result["bare_us"])
+                    added.add(kind, name, result["proxy_us"] - result["bare_us"])
+                    bare.add(kind, name, result["bare_us"])
     finally:
         memcached.kill()
         memcached.wait()
@@ -162,14 +142,10 @@ def main(quick: bool = False, original: str | None = None) -> None:
     for kind in CLIENTS:
         for name in pythons:
             print(
-                f"{kind:<10} {name:<18} {statistics.median(bare[kind, name]):>9.1f} "
-                f"{statistics.median(added[kind, name]):>9.1f}"
+                f"{kind:<10} {name:<18} {bare.median(kind, name):>9.1f} "
+                f"{added.median(kind, name):>9.1f}"
             )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
-    parser.add_argument("--original", metavar="PYTHON", help="the original 0.30.9's interpreter")
-    arguments = parser.parse_args()
-    main(quick=arguments.quick, original=arguments.original)
+    command_line(main, __doc__.splitlines()[0], quick="calls")

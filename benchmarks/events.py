@@ -26,16 +26,12 @@ and medians are reported: machines are noisy.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
-import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import posix_ipc
+
+from benchmarks._compare import ORIGINAL, Medians, command_line, interpreters, run_worker
 
 WORKER = r"""
 import json, sys, time
@@ -125,41 +121,23 @@ print(json.dumps({
 """
 
 CASES = ("v1", "v2", "full")
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _measure(python: str, queue_name: str, puts: int) -> dict[str, float]:
-    done = subprocess.run(
-        [python, "-c", WORKER, queue_name, str(puts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=ROOT if python == sys.executable else "/",
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{python}: {done.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def main(quick: bool = False, original: str | None = None) -> None:
     """Print puts per second for each case and implementation, and their ratio."""
     puts, rounds = (20000, 3) if quick else (100000, 5)
-    pythons = {"this project": sys.executable}
-    if original:
-        pythons["original 0.30.9"] = original
+    pythons = interpreters(original)
     queue_name = f"bench-{os.getpid()}"
     # The system's default limits, which any machine allows.
     queue = posix_ipc.MessageQueue(
         f"/events-{queue_name}", posix_ipc.O_CREX, max_messages=10, max_message_size=8192
     )
-    rates: dict[tuple[str, str], list[float]] = {}
+    rates = Medians()
     try:
         for _ in range(rounds):
             for name, python in pythons.items():
-                for case, rate in _measure(python, queue_name, puts).items():
-                    rates.setdefault((case, name), []).append(rate)
+                for case, rate in run_worker(python, WORKER, queue_name, str(puts)).items():
+                    rates.add(case, name, rate)
     finally:
         queue.close()
         with contextlib.suppress(posix_ipc.ExistentialError):
@@ -168,16 +146,12 @@ def main(quick: bool = False, original: str | None = None) -> None:
     print(f"{'case':<6} {'implementation':<18} {'puts/s':>10} {'vs original':>12}")
     for case in CASES:
         for name in pythons:
-            rate = statistics.median(rates[case, name])
+            rate = rates.median(case, name)
             ratio = ""
             if original:
-                ratio = f"{rate / statistics.median(rates[case, 'original 0.30.9']):.2f}x"
+                ratio = f"{rate / rates.median(case, ORIGINAL):.2f}x"
             print(f"{case:<6} {name:<18} {rate:>10.0f} {ratio:>12}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer puts and rounds")
-    parser.add_argument("--original", metavar="PYTHON", help="the original 0.30.9's interpreter")
-    arguments = parser.parse_args()
-    main(quick=arguments.quick, original=arguments.original)
+    command_line(main, __doc__.splitlines()[0], quick="puts")

@@ -25,14 +25,12 @@ turns, round by round, and medians are reported.
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from benchmarks._compare import Medians, command_line, interpreters, run_worker
 
 WORKER = r"""
 import hashlib, json, random, sys, time
@@ -199,61 +197,38 @@ def experiments_file(count: int = 200) -> dict[str, Any]:
     return experiments
 
 
-def _measure(python: str, path: str, calls: int) -> dict[str, Any]:
-    done = subprocess.run(
-        [python, "-c", WORKER, path, str(calls), str(PER_REQUEST)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent if python == sys.executable else "/",
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{python}: {done.stderr.strip().splitlines()[-1:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main(quick: bool = False, original: str | None = None) -> None:
     """Print ``variant()`` calls per second per mode and implementation, and the floor."""
     calls, rounds = (20_000, 3) if quick else (100_000, 5)
-    pythons = {"this project": sys.executable}
-    if original:
-        pythons["original 0.30.9"] = original
-    rates: dict[tuple[str, str], list[float]] = {}
+    pythons = interpreters(original)
+    rates = Medians()
     answers: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as directory:
         path = str(Path(directory) / "experiments.json")
         Path(path).write_text(json.dumps(experiments_file()))
         for _ in range(rounds):
             for name, python in pythons.items():
-                result = _measure(python, path, calls)
+                result = run_worker(python, WORKER, path, str(calls), str(PER_REQUEST))
                 for mode in (*MODES, "floor"):
-                    rates.setdefault((mode, name), []).append(result[mode])
+                    rates.add(mode, name, result[mode])
                 answers.setdefault(name, set()).add(result["answers"])
 
     print(f"Experiments.variant() on 200 experiments (median of {rounds} rounds x {calls} calls)")
-    floor = statistics.median(rates["floor", "this project"])
+    floor = rates.median("floor")
     print(f"{'mode':<9} {'implementation':<18} {'calls/s':>11} {'share of floor':>15}")
     print(f"{'floor':<9} {'dict lookup':<18} {floor:>11,.0f} {1:>15.1%}")
     for mode in MODES:
         for name in pythons:
-            rate = statistics.median(rates[mode, name])
+            rate = rates.median(mode, name)
             print(f"{mode:<9} {name:<18} {rate:>11,.0f} {rate / floor:>15.1%}")
     if original:
         same = len(set().union(*answers.values())) == 1
         print(f"same answers from both implementations: {'yes' if same else 'NO'}")
         for mode in MODES:
-            ratio = statistics.median(rates[mode, "this project"]) / statistics.median(
-                rates[mode, "original 0.30.9"]
-            )
+            ratio = rates.against_original(mode)
             verdict = "met" if ratio >= 1 else "NOT met"
             print(f"{mode}: this project / original = {ratio:.2f}x (target >= 1x: {verdict})")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls and rounds")
-    parser.add_argument("--original", metavar="PYTHON", help="the original 0.30.9's interpreter")
-    arguments = parser.parse_args()
-    main(quick=arguments.quick, original=arguments.original)
+    command_line(main, __doc__.splitlines()[0], quick="calls")
