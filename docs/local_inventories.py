@@ -234,6 +234,24 @@ PROJECTS = {
             """,
         },
     ),
+    "kazoo": Project(
+        "kazoo",
+        "https://kazoo.readthedocs.io/en/latest/",
+        {
+            "api/client.html": """
+                class kazoo.client.KazooClient
+                method kazoo.client.KazooClient.start
+                method kazoo.client.KazooClient.stop
+                attribute kazoo.client.KazooClient.connected
+            """,
+            "api/recipe/watchers.html": """
+                class kazoo.recipe.watchers.DataWatch
+            """,
+            "api/exceptions.html": """
+                exception kazoo.exceptions.NoAuthError
+            """,
+        },
+    ),
     "amqp": Project(
         "py-amqp",
         "https://docs.celeryq.dev/projects/amqp/en/latest/",

@@ -150,9 +150,11 @@ class NodeWatcher:
         self._written = False
 
     def on_change(self, data: bytes | None, stat: Any, event: Any = None) -> None:
-        """Bring the file up to date with the node: kazoo's ``DataWatch`` callback.
+        """Bring the file up to date with the node.
 
-        ``data`` is None when the node does not exist; the file is then removed.
+        This is the callback of a :class:`~kazoo.recipe.watchers.DataWatch`:
+        ``data`` is None when the node does not exist, and the file is then
+        removed.
         """
         with self._lock:
             self._data = data
