@@ -6,8 +6,11 @@ import contextlib
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+import posix_ipc
 
 T = TypeVar("T")
 
@@ -81,3 +84,20 @@ def closed_afterwards(
     finally:
         for thing in made:
             close(thing)
+
+
+@contextlib.contextmanager
+def fresh_queue_name(prefix: str) -> Iterator[str]:
+    """A POSIX queue name no other test uses; ``<prefix><name>`` is unlinked on the way out.
+
+    For fixtures of code that opens ``/events-NAME`` or ``/traces-NAME`` by
+    name: queues outlive the processes that made them and count against the
+    user's RLIMIT_MSGQUEUE, which other test runs share, so whoever created
+    the queue (the test, or the code under test), it goes afterwards.
+    """
+    name = f"bp-test-{uuid.uuid4().hex[:16]}"
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(posix_ipc.ExistentialError):
+            posix_ipc.unlink_message_queue(prefix + name)

@@ -21,10 +21,10 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import ssl
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.http_standin import PostStandIn, Request
 
 _SIGNATURE = re.compile(r"^key=(?P<name>[^,]+), mac=(?P<mac>[0-9a-f]{64})$")
 _V2_HEADER = re.compile(rb'^\{"1":\{"lst":\["rec",(?P<count>\d+),')
@@ -85,10 +87,13 @@ class Post:
     """The batch's events: decoded JSON objects for v1, raw Thrift-JSON bytes for v2."""
 
 
-class CollectorStandIn:
+class CollectorStandIn(PostStandIn):
     """The collector: verifies, decodes and records; answers as scripted."""
 
+    protocol_version = "HTTP/1.1"
+
     def __init__(self, cert_path: Path, key_path: Path, keys: dict[str, bytes]) -> None:
+        super().__init__()
         self.keys = keys
         self.accepted: list[Post] = []
         #: Why each refused request was refused (bad signature, bad gzip, ...).
@@ -98,10 +103,8 @@ class CollectorStandIn:
         #: Statuses for the next requests, in order; then ``default_status``.
         self.statuses: collections.deque[int] = collections.deque()
         self.default_status = 200
-        self.port = 0
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(cert_path, key_path)
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -109,52 +112,19 @@ class CollectorStandIn:
         """What ``collector.hostname`` is set to."""
         return f"localhost:{self.port}"
 
-    def start(self) -> None:
-        """Listen, on the same port as before after a :meth:`stop`."""
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status = stand_in._receive(self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler, bind_and_activate=False)
-        server.allow_reuse_address = True
-        server.daemon_threads = True
-        server.server_bind()
-        server.server_activate()
-        server.socket = self._context.wrap_socket(server.socket, server_side=True)
-        self.port = server.server_address[1]
-        threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        self._server = server
-
-    def stop(self) -> None:
-        """Stop listening: connections are refused until :meth:`start`."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    def wrap(self, listening: socket.socket) -> socket.socket:
+        return self._context.wrap_socket(listening, server_side=True)
 
     def events(self) -> list[Any]:
         """Every event of every accepted batch, in the order they arrived."""
         with self._lock:
             return [event for post in self.accepted for event in post.events]
 
-    def _receive(self, path: str, headers: dict[str, str], compressed: bytes) -> int:
+    def receive(self, request: Request) -> int:
         with self._lock:
             self.attempts += 1
             scripted = self.statuses.popleft() if self.statuses else None
-        problem, post = self._check(path, headers, compressed)
+        problem, post = self._check(request.path, request.headers, request.body)
         with self._lock:
             if problem is not None:
                 self.refused.append(problem)

@@ -9,18 +9,10 @@ with scripted statuses and go down and come back on the same port.
 from __future__ import annotations
 
 import base64
-import collections
-import contextlib
 import email.utils
 import gzip
 import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +34,10 @@ from baseplate.events.publisher import (
 from baseplate.message_queue import MessageQueue
 from baseplate.metrics import make_client
 from baseplate.testing import StatsdCapture
+from tests._helpers import fresh_queue_name, wait_until
 from tests.events.collector import CollectorStandIn, make_certificate
 from tests.events.v2_struct import VectorEvent
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.sidecars import WAIT_SECONDS, MetricsLog, RunningPublisher, Sidecar
 
 # Queues count against the user's RLIMIT_MSGQUEUE, shared with other test runs,
 # and must fit the default sysctl limits (10 messages of 8192 bytes).
@@ -54,15 +46,10 @@ QUEUE_MAX_MESSAGE_SIZE = 2048
 
 KEY_NAME = "TestKey"
 KEY_SECRET = b"hunter2"
-WAIT_SECONDS = 20.0
+EVENT_PUBLISHER = "baseplate.events.publisher"
 
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.02)
+#: The ``start`` fixture: starts an event publisher, its section's keys given as keywords.
+Start = Callable[..., RunningPublisher]
 
 
 # --- fixtures ------------------------------------------------------------------------
@@ -79,18 +66,14 @@ def collector(
 ) -> Iterator[CollectorStandIn]:
     # Clients in this process trust the stand-in's certificate, and only it.
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    stand_in = CollectorStandIn(*certificate, keys={KEY_NAME: KEY_SECRET})
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    with CollectorStandIn(*certificate, keys={KEY_NAME: KEY_SECRET}) as stand_in:
+        yield stand_in
 
 
 @pytest.fixture
 def queue_name() -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex[:16]}"
-    yield name
-    with contextlib.suppress(posix_ipc.ExistentialError):
-        posix_ipc.unlink_message_queue(f"/events-{name}")
+    with fresh_queue_name("/events-") as name:
+        yield name
 
 
 @pytest.fixture
@@ -101,35 +84,9 @@ def event_queue_path(queue_name: str) -> Iterator[str]:
         yield path
 
 
-class Metrics:
-    """The counters the statsd capture received, accumulated across reads."""
-
-    def __init__(self, statsd: StatsdCapture) -> None:
-        self.statsd = statsd
-        self.totals: dict[str, float] = collections.defaultdict(float)
-        self.timers: list[str] = []
-
-    def read(self) -> dict[str, float]:
-        for datagram in self.statsd.received():
-            for line in datagram.decode().split("\n"):
-                name, _, rest = line.partition(":")
-                value, _, kind = rest.partition("|")
-                if kind == "c":
-                    self.totals[name] += float(value)
-                elif kind == "ms":
-                    self.timers.append(name)
-        return dict(self.totals)
-
-    def count(self, name: str) -> float:
-        return self.read().get(name, 0)
-
-    def dropped(self) -> dict[str, float]:
-        return {name: n for name, n in self.read().items() if ".dropped." in name}
-
-
 @pytest.fixture
-def metrics(statsd: StatsdCapture) -> Metrics:
-    return Metrics(statsd)
+def metrics(statsd: StatsdCapture) -> MetricsLog:
+    return MetricsLog(statsd)
 
 
 def section(collector: CollectorStandIn, statsd: StatsdCapture, **keys: str) -> dict[str, str]:
@@ -147,46 +104,26 @@ def section(collector: CollectorStandIn, statsd: StatsdCapture, **keys: str) -> 
     }
 
 
-class Running:
-    """An event publisher, built from a section as the sidecar builds it, in a thread."""
-
-    def __init__(self, queue_path: str, raw: dict[str, str]) -> None:
-        cfg = config.parse_config(raw, event_publisher._CONFIG_SPEC)
-        self.queue = MessageQueue(queue_path, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
-        metrics = make_client("ep", Endpoint(raw["metrics.endpoint"]))
-        self.publisher = event_publisher._make_publisher(cfg, metrics, self.queue)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.publisher.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.publisher.stop()
-        self.thread.join(WAIT_SECONDS)
-        assert not self.thread.is_alive(), "the publisher did not stop"
-        self.queue.close()
-        assert self.error is None
-
-
 @pytest.fixture
 def start(
     event_queue_path: str, collector: CollectorStandIn, statsd: StatsdCapture
-) -> Iterator[Callable[..., Running]]:
-    running: list[Running] = []
+) -> Iterator[Start]:
+    """Start event publishers, built from a section as the sidecar builds them, in threads."""
+    running: list[RunningPublisher] = []
 
-    def start_publisher(**keys: str) -> Running:
-        running.append(Running(event_queue_path, section(collector, statsd, **keys)))
+    def start_publisher(**keys: str) -> RunningPublisher:
+        raw = section(collector, statsd, **keys)
+        cfg = config.parse_config(raw, event_publisher._CONFIG_SPEC)
+        queue = MessageQueue(event_queue_path, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
+        metrics = make_client("ep", Endpoint(raw["metrics.endpoint"]))
+        running.append(RunningPublisher(event_publisher._make_publisher(cfg, metrics, queue)))
         return running[-1]
 
     yield start_publisher
-    for publisher in running:
-        if publisher.thread.is_alive():
-            publisher.stop()
+    for run in running:
+        if run.thread.is_alive():
+            run.stop()
+        run.publisher.queue.close()
 
 
 @pytest.fixture
@@ -335,7 +272,7 @@ def test_bad_values_name_their_key(key: str, text: str) -> None:
 
 
 def test_events_reach_the_collector_signed_and_in_order(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     start()
     put = [make_event(n, word="h\u00e9llo") for n in range(25)]
@@ -348,7 +285,7 @@ def test_events_reach_the_collector_signed_and_in_order(
     assert post.path == "/v1"
     assert post.headers["User-Agent"] == "baseplate-event-publisher/1.0"
     wait_until(lambda: metrics.count("ep.sent") == 25)
-    assert "ep.post" in metrics.timers
+    assert "ep.post" in metrics.timers()
     assert metrics.dropped() == {}
 
 
@@ -361,10 +298,7 @@ def _put_when_room(queue: EventQueue, event: Event) -> bool:
 
 
 def test_v2_events_reach_the_collector_as_a_thrift_list(
-    queue_name: str,
-    event_queue_path: str,
-    start: Callable[..., Running],
-    collector: CollectorStandIn,
+    queue_name: str, event_queue_path: str, start: Start, collector: CollectorStandIn
 ) -> None:
     queue = EventQueue(queue_name, event_serializer=serialize_v2_event)
     try:
@@ -381,7 +315,7 @@ def test_v2_events_reach_the_collector_as_a_thrift_list(
 
 
 def test_collector_down_then_back_loses_nothing(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     collector.stop()
     start(max_pending_batches="1")
@@ -412,7 +346,7 @@ def test_collector_down_then_back_loses_nothing(
 
 
 def test_server_errors_are_retried(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     collector.statuses.extend([503, 500])
     start()
@@ -427,7 +361,7 @@ def test_server_errors_are_retried(
 
 
 def test_client_errors_drop_the_batch_and_are_counted(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     collector.statuses.append(413)
     start()
@@ -443,7 +377,7 @@ def test_client_errors_drop_the_batch_and_are_counted(
 
 
 def test_a_wrong_key_is_refused_by_the_collector(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     start(**{"key.secret": base64.b64encode(b"not the secret").decode()})
     events.put(make_event(0))
@@ -453,7 +387,7 @@ def test_a_wrong_key_is_refused_by_the_collector(
 
 
 def test_a_batch_undelivered_within_the_budget_is_dropped_and_counted(
-    events: EventQueue, start: Callable[..., Running], collector: CollectorStandIn, metrics: Metrics
+    events: EventQueue, start: Start, collector: CollectorStandIn, metrics: MetricsLog
 ) -> None:
     collector.default_status = 502
     start(retry_budget="0.5")
@@ -469,9 +403,9 @@ def test_a_batch_undelivered_within_the_budget_is_dropped_and_counted(
 def test_an_empty_message_is_dropped_and_the_rest_delivered(
     event_queue_path: str,
     events: EventQueue,
-    start: Callable[..., Running],
+    start: Start,
     collector: CollectorStandIn,
-    metrics: Metrics,
+    metrics: MetricsLog,
 ) -> None:
     start()
     events.put(make_event(0))
@@ -486,55 +420,55 @@ def test_an_empty_message_is_dropped_and_the_rest_delivered(
 # --- the command line -------------------------------------------------------------------
 
 
-def write_config(tmp_path: Path, name: str, keys: dict[str, str]) -> Path:
-    path = tmp_path / "publisher.ini"
+def ini(name: str, keys: dict[str, str]) -> str:
     lines = [f"[event-publisher:{name}]", *(f"{key} = {value}" for key, value in keys.items())]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return "\n".join(lines) + "\n"
 
 
-def run_cli(path: Path, name: str, certificate: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "SSL_CERT_FILE": str(certificate), "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "baseplate.events.publisher", "--queue-name", name, str(path)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+@pytest.fixture
+def run_cli(
+    tmp_path: Path, queue_name: str, certificate: tuple[Path, Path]
+) -> Iterator[Callable[[dict[str, str]], Sidecar]]:
+    """Start sidecars on the test's queue, each with a section of the keys given.
+
+    They trust the stand-in's certificate, and only it.
+    """
+    started: list[Sidecar] = []
+
+    def start_sidecar(keys: dict[str, str]) -> Sidecar:
+        env = {"SSL_CERT_FILE": str(certificate[0])}
+        started.append(
+            Sidecar(EVENT_PUBLISHER, tmp_path, queue_name, ini(queue_name, keys), env=env)
+        )
+        return started[-1]
+
+    yield start_sidecar
+    for sidecar in started:
+        sidecar.kill()
 
 
 def test_cli_publishes_and_stops_on_sigterm(
-    tmp_path: Path,
     queue_name: str,
     collector: CollectorStandIn,
     statsd: StatsdCapture,
-    certificate: tuple[Path, Path],
-    metrics: Metrics,
+    run_cli: Callable[[dict[str, str]], Sidecar],
+    metrics: MetricsLog,
 ) -> None:
-    config_path = write_config(tmp_path, queue_name, section(collector, statsd))
-    process = run_cli(config_path, queue_name, certificate[0])
+    sidecar = run_cli(section(collector, statsd))
+    sidecar.wait_until_ready()
+    # The publisher creates the queue with the sizes of its section.
+    assert _queue_exists(f"/events-{queue_name}")
+    events = EventQueue(queue_name)
     try:
-        # The publisher creates the queue with the sizes of its section.
-        wait_until(lambda: _queue_exists(f"/events-{queue_name}"))
-        events = EventQueue(queue_name)
-        try:
-            for n in range(5):
-                events.put(make_event(n))
-        finally:
-            events.queue.close()
-        wait_until(lambda: len(collector.events()) == 5)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=WAIT_SECONDS)
+        for n in range(5):
+            events.put(make_event(n))
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, output
+        events.queue.close()
+    wait_until(lambda: len(collector.events()) == 5)
+    assert sidecar.terminate() == 0, sidecar.log
     assert ids(collector.events()) == [f"event-{n}" for n in range(5)]
-    assert "publishing events from /events-" in output
-    assert "stopped by SIGTERM" in output
+    assert "publishing events from /events-" in sidecar.log
+    assert "stopped by SIGTERM" in sidecar.log
     assert metrics.count("ep.sent") == 5
 
 
@@ -547,14 +481,8 @@ def _queue_exists(path: str) -> bool:
 
 
 def test_cli_names_a_bad_key_and_exits_one(
-    tmp_path: Path, queue_name: str, certificate: tuple[Path, Path]
+    queue_name: str, run_cli: Callable[[dict[str, str]], Sidecar]
 ) -> None:
-    config_path = write_config(
-        tmp_path,
-        queue_name,
-        {"collector.hostname": "c.example.com", "key.name": "k", "key.secret": "!!"},
-    )
-    process = run_cli(config_path, queue_name, certificate[0])
-    output, _ = process.communicate(timeout=WAIT_SECONDS)
-    assert process.returncode == 1
-    assert f"[event-publisher:{queue_name}] key.secret" in output
+    sidecar = run_cli({"collector.hostname": "c.example.com", "key.name": "k", "key.secret": "!!"})
+    assert sidecar.wait() == 1
+    assert f"[event-publisher:{queue_name}] key.secret" in sidecar.log

@@ -8,9 +8,7 @@ user's RLIMIT_MSGQUEUE, which other test runs share.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from baseplate.events import (
 )
 from baseplate.events.queue import MAX_EVENT_SIZE, MAX_QUEUE_SIZE
 from baseplate.message_queue import InvalidParametersError
+from tests._helpers import fresh_queue_name
 from tests.events.v2_struct import VectorEvent
 
 SMALL_MAX_MESSAGES = 2
@@ -35,10 +34,8 @@ SMALL_MAX_MESSAGE_SIZE = 2048
 
 @pytest.fixture
 def queue_name() -> Iterator[str]:
-    name = f"test-{uuid.uuid4().hex}"
-    yield name
-    with contextlib.suppress(posix_ipc.ExistentialError):
-        posix_ipc.unlink_message_queue(f"/events-{name}")
+    with fresh_queue_name("/events-") as name:
+        yield name
 
 
 @pytest.fixture
@@ -107,16 +104,15 @@ def test_room_made_by_the_reader_is_used_again(events, reader):
     assert reader.current_messages == SMALL_MAX_MESSAGES
 
 
-def test_an_event_over_the_maximum_size_is_refused_and_not_sent(events, reader):
-    big = make_event(pad="x" * MAX_EVENT_SIZE)
-    with pytest.raises(EventTooLargeError) as info:
-        events.put(big)
-    assert info.value.size == len(big.serialize())
-    assert reader.current_messages == 0
-
-
-def test_an_event_over_the_size_of_a_smaller_queue_is_too_large(events, reader):
-    event = make_event(pad="x" * SMALL_MAX_MESSAGE_SIZE)
+@pytest.mark.parametrize(
+    "limit",
+    [
+        pytest.param(MAX_EVENT_SIZE, id="over-the-maximum-size"),
+        pytest.param(SMALL_MAX_MESSAGE_SIZE, id="over-the-size-of-a-smaller-queue"),
+    ],
+)
+def test_an_event_too_large_is_refused_and_not_sent(events, reader, limit):
+    event = make_event(pad="x" * limit)
     with pytest.raises(EventTooLargeError) as info:
         events.put(event)
     assert info.value.size == len(event.serialize())

@@ -7,8 +7,9 @@ import json
 import pytest
 
 from tests import vectors
-from tests.diagnostics.tracing.test_publisher import Sidecar
+from tests.diagnostics.tracing.test_publisher import TRACE_PUBLISHER
 from tests.diagnostics.tracing.test_tracing_vectors import Normaliser, run_case
+from tests.sidecars import Sidecar
 
 CASES = {case.values[0]["desc"]: case.values[0] for case in vectors.cases("tracing")}
 
@@ -24,6 +25,7 @@ CASES = {case.values[0]["desc"]: case.values[0] for case in vectors.cases("traci
 def test_records_reach_zipkin_through_the_publisher(desc, queue_name, collector, tmp_path, spans):
     case = CASES[desc]
     sidecar = Sidecar(
+        TRACE_PUBLISHER,
         tmp_path,
         queue_name,
         f"[trace-publisher:{queue_name}]\nzipkin_api_url = http://127.0.0.1:{collector.port}/api/v1\n"

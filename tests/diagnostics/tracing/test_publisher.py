@@ -13,14 +13,9 @@ import json
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import posix_ipc
@@ -43,23 +38,22 @@ from baseplate.message_queue import MessageQueue
 from baseplate.metrics import make_client
 from baseplate.retry import RetryPolicy
 from baseplate.testing import StatsdCapture
-
-REPO = Path(__file__).resolve().parents[3]
+from tests._helpers import fresh_queue_name, wait_until
+from tests.http_standin import PostStandIn, Request
+from tests.sidecars import (
+    WAIT_SECONDS,
+    MetricsLog,
+    RunningPublisher,
+    Sidecar,
+    metric_lines,
+)
 
 # Queues count against the user's RLIMIT_MSGQUEUE, shared with other test runs,
 # and must fit the default sysctl limits (10 messages of 8192 bytes): keep them small.
 QUEUE_MAX_MESSAGES = 10
 QUEUE_MAX_MESSAGE_SIZE = 1024
 
-WAIT_SECONDS = 15.0
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.01)
+TRACE_PUBLISHER = "baseplate.diagnostics.tracing.publisher"
 
 
 def span(n: int, padding: int = 0) -> bytes:
@@ -70,66 +64,27 @@ def span(n: int, padding: int = 0) -> bytes:
 # --- the Zipkin stand-in ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ZipkinStandIn:
+class ZipkinStandIn(PostStandIn):
     """A Zipkin v1 API stand-in: records requests, answers as scripted."""
 
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        super().__init__()
+        self.requests: list[Request] = []
         self.statuses: collections.deque[int] = collections.deque()
         self.default_status = 202
         self.delay = 0.0
-        self.port = 0
-        self._server: ThreadingHTTPServer | None = None
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
 
-    def start(self) -> None:
-        """Listen (on the same port as before, after a :meth:`stop`)."""
-        stand_in = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                with stand_in._lock:
-                    stand_in.requests.append(
-                        Recorded(self.command, self.path, dict(self.headers.items()), body)
-                    )
-                    status = (
-                        stand_in.statuses.popleft()
-                        if stand_in.statuses
-                        else stand_in.default_status
-                    )
-                time.sleep(stand_in.delay)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
-        self._server = server
-
-    def stop(self) -> None:
-        """Stop listening: connections are refused until :meth:`start`."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+    def receive(self, request: Request) -> int:
+        with self._lock:
+            self.requests.append(request)
+            status = self.statuses.popleft() if self.statuses else self.default_status
+        time.sleep(self.delay)
+        return status
 
     def bodies(self) -> list[bytes]:
         with self._lock:
@@ -142,10 +97,8 @@ class ZipkinStandIn:
 
 @pytest.fixture
 def zipkin() -> Iterator[ZipkinStandIn]:
-    stand_in = ZipkinStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
+    with ZipkinStandIn() as stand_in:
+        yield stand_in
 
 
 # --- queues, metrics, publishers ---------------------------------------------------------
@@ -154,10 +107,8 @@ def zipkin() -> Iterator[ZipkinStandIn]:
 @pytest.fixture
 def queue_name() -> Iterator[str]:
     """A unique publisher queue name; the queue is /traces-<name>, unlinked afterwards."""
-    name = f"bp-test-{uuid.uuid4().hex[:16]}"
-    yield name
-    with contextlib.suppress(posix_ipc.ExistentialError):
-        posix_ipc.unlink_message_queue(f"/traces-{name}")
+    with fresh_queue_name("/traces-") as name:
+        yield name
 
 
 @pytest.fixture
@@ -177,34 +128,6 @@ def queued(queue: MessageQueue) -> int:
         handle.close()
 
 
-def metric_lines(statsd: StatsdCapture) -> list[str]:
-    return [line.decode() for datagram in statsd.received() for line in datagram.split(b"\n")]
-
-
-class MetricsLog:
-    """Everything the statsd capture received, accumulated across reads."""
-
-    def __init__(self, statsd: StatsdCapture) -> None:
-        self.statsd = statsd
-        self.lines: list[str] = []
-
-    def read(self) -> list[str]:
-        self.lines.extend(metric_lines(self.statsd))
-        return self.lines
-
-    def counters(self) -> dict[str, float]:
-        totals: dict[str, float] = collections.defaultdict(float)
-        for line in self.read():
-            name, _, rest = line.partition(":")
-            value, _, kind = rest.partition("|")
-            if kind == "c":
-                totals[name] += float(value)
-        return dict(totals)
-
-    def count(self, name: str) -> float:
-        return self.counters().get(name, 0)
-
-
 @pytest.fixture
 def metrics_log(statsd: StatsdCapture) -> MetricsLog:
     return MetricsLog(statsd)
@@ -218,28 +141,6 @@ class FakeClock:
         return self.now
 
 
-class Running:
-    """A publisher running in a thread."""
-
-    def __init__(self, publisher: Publisher) -> None:
-        self.publisher = publisher
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.publisher.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self) -> None:
-        self.publisher.stop()
-        self.thread.join(WAIT_SECONDS)
-        assert not self.thread.is_alive(), "the publisher did not stop"
-        assert self.error is None
-
-
 class PublisherRig:
     """A producer's queue, the Zipkin stand-in and the metrics, and publishers started on them."""
 
@@ -247,7 +148,7 @@ class PublisherRig:
         self.queue = queue
         self.zipkin = zipkin
         self.metrics = metrics
-        self.running: list[Running] = []
+        self.running: list[RunningPublisher] = []
 
     def start(
         self,
@@ -258,7 +159,7 @@ class PublisherRig:
         retry_backoff: float = 0.01,
         post_timeout: float = 3.0,
         **options: object,
-    ) -> Running:
+    ) -> RunningPublisher:
         """Start a publisher reading the queue; options go to the parts they configure."""
         metrics = make_client("tp", Endpoint(self.metrics.statsd.endpoint))
         consumer = MessageQueue(self.queue.name, QUEUE_MAX_MESSAGES, QUEUE_MAX_MESSAGE_SIZE)
@@ -277,7 +178,7 @@ class PublisherRig:
             metrics,
             **options,  # type: ignore[arg-type]
         )
-        self.running.append(Running(publisher))
+        self.running.append(RunningPublisher(publisher))
         return self.running[-1]
 
 
@@ -704,50 +605,6 @@ def test_rejects_an_empty_pending_bound(span_queue: MessageQueue) -> None:
 # --- the command line ------------------------------------------------------------------
 
 
-class Sidecar:
-    """``python -m baseplate.diagnostics.tracing.publisher`` in a subprocess."""
-
-    def __init__(self, tmp_path: Path, queue_name: str, ini: str, *extra: str) -> None:
-        config_file = tmp_path / f"{uuid.uuid4().hex}.ini"
-        config_file.write_text(ini)
-        self.stderr_path = tmp_path / f"{uuid.uuid4().hex}.log"
-        with self.stderr_path.open("wb") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "baseplate.diagnostics.tracing.publisher",
-                    "--queue-name",
-                    queue_name,
-                    *extra,
-                    str(config_file),
-                ],
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
-
-    @property
-    def log(self) -> str:
-        return self.stderr_path.read_text()
-
-    def wait_until_ready(self) -> None:
-        wait_until(lambda: "publishing spans from" in self.log or self.process.poll() is not None)
-        assert self.process.poll() is None, self.log
-
-    def terminate(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        return self.wait()
-
-    def wait(self) -> int:
-        try:
-            return self.process.wait(WAIT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
-
-
 class Sidecars:
     """Sidecars for one queue name, configured for the Zipkin stand-in and the statsd capture."""
 
@@ -772,7 +629,7 @@ class Sidecars:
         return "[app:main]\nfactory = nothing\n\n" + "\n".join(lines) + "\n"
 
     def start(self, ini: str, *extra: str) -> Sidecar:
-        self.started.append(Sidecar(self.tmp_path, self.queue_name, ini, *extra))
+        self.started.append(Sidecar(TRACE_PUBLISHER, self.tmp_path, self.queue_name, ini, *extra))
         return self.started[-1]
 
 
@@ -783,9 +640,7 @@ def sidecars(
     made = Sidecars(tmp_path, queue_name, zipkin, metrics_log)
     yield made
     for sidecar in made.started:
-        if sidecar.process.poll() is None:
-            sidecar.process.kill()
-            sidecar.process.wait()
+        sidecar.kill()
 
 
 def test_cli_publishes_from_an_existing_small_queue(
