@@ -77,13 +77,14 @@ def test_credentials_from_the_secrets_store_open_a_protected_node(
         without.get(protected)
 
 
-def test_timeout_is_the_session_timeout_asked_for(client_of, zookeeper_server):
+def test_timeout_is_the_session_timeout(client_of, zookeeper_server):
     client = client_of(
         {"zookeeper.hosts": zookeeper_server.hosts, "zookeeper.timeout": "3 seconds"}
     )
-    # The server grants what was asked for when it is within its bounds
-    # (tickTime 200 ms: from 0.4 to 4 seconds).
-    assert client._session_timeout == 3000  # kazoo's copy of the server's answer
+    session_id, _password = client.client_id
+
+    # Within the server's bounds (tickTime 200 ms: from 0.4 to 4 seconds), it grants what is asked.
+    assert zookeeper_server.session_timeouts()[session_id] == 3000
 
 
 def test_read_only_is_passed_to_the_client(client_of, zookeeper_server):

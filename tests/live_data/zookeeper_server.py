@@ -11,6 +11,7 @@ restart of the real thing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -34,7 +35,7 @@ clientPort={port}
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 admin.enableServer=false
-4lw.commands.whitelist=srvr
+4lw.commands.whitelist=srvr,cons
 """
 
 
@@ -93,6 +94,16 @@ class ZooKeeperServer:
                 return probe.recv(64).startswith(b"Zookeeper version")
         except OSError:
             return False
+
+    def session_timeouts(self) -> dict[int, int]:
+        """The timeout, in milliseconds, the server gave each connected session, by id."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5.0) as probe:
+            probe.sendall(b"cons")
+            answer = b""
+            while chunk := probe.recv(4096):
+                answer += chunk
+        sessions = re.findall(r"sid=0x([0-9a-f]+),.*?\bto=(\d+)", answer.decode())
+        return {int(sid, 16): int(timeout) for sid, timeout in sessions}
 
     def stop(self) -> None:
         """Kill the server, as if it crashed; its clients' connections are cut."""
