@@ -28,7 +28,6 @@ fetcher's page in the documentation describes every key.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import logging
@@ -36,7 +35,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,6 +44,7 @@ from typing import Any, TypeVar
 import requests
 
 from baseplate import config
+from baseplate._files import write_atomically
 from baseplate._ini import ConfigFileError, read_config, section_options
 from baseplate.retry import ExponentialBackoffRetryPolicy, IndefiniteRetryPolicy
 
@@ -235,45 +234,6 @@ def retry_delay(failures: int) -> float:
 # -- the secrets file -----------------------------------------------------------
 
 
-def _fsync_directory(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(
-    path: str, content: bytes, mode: int, owner: int | None = None, group: int | None = None
-) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp_path = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as temp_file:
-            os.fchmod(temp_file.fileno(), mode)
-            if owner is not None or group is not None:
-                os.fchown(
-                    temp_file.fileno(),
-                    -1 if owner is None else owner,
-                    -1 if group is None else group,
-                )
-            temp_file.write(content)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_path)
-        raise
-    _fsync_directory(directory)
-
-
 def _serialize(document: Mapping[str, Any]) -> bytes:
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -314,7 +274,7 @@ def write_secrets_file(
         unchanged = False
     if unchanged:
         return False
-    _write_atomically(path, content, mode, owner, group)
+    write_atomically(path, content, mode, owner, group)
     return True
 
 
@@ -460,7 +420,7 @@ class SecretFetcher:
             return None
 
     def _save_nonce(self, nonce: str) -> None:
-        _write_atomically(self.cfg.vault.nonce_path, nonce.encode("utf-8"), 0o600)
+        write_atomically(self.cfg.vault.nonce_path, nonce.encode("utf-8"), 0o600)
 
     def _login_aws(self, client: Any) -> Any:
         pkcs7 = _step(
