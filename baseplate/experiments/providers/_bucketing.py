@@ -27,12 +27,12 @@ def bucket(seed: object, value: object, num_buckets: int) -> int:
 class BucketingExperiment(Experiment):
     """An experiment that buckets by one named input: the r2 and simple experiments.
 
-    Both must bucket alike and name their bucketing events alike (the
-    experiment, the input's name and its value), so that a service moved
-    from one type to the other keeps its users where they were and logs
-    each of them once; that part lives here, once. A subclass sets
-    ``name``, ``bucket_val`` (the name of the input to bucket by),
-    ``num_buckets`` and ``seed``.
+    Both put an input in a bucket with :func:`bucket` and identify a
+    bucketing event by the experiment's name, the input's name and its value
+    (``name:bucket_val:value``), as the original's did: both are part of what
+    other services and the event pipeline rely on, so they are written here
+    once. A subclass sets ``name``, ``bucket_val`` (the name of the input to
+    bucket by), ``num_buckets`` and ``seed``.
     """
 
     name: str
