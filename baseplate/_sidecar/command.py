@@ -77,6 +77,30 @@ class SidecarCommand:
         return run_sidecar(self, argv)
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""How every sidecar's log lines look on standard error."""
+
+
+def configure_logging(debug: bool) -> None:
+    """Log to standard error, at debug level with ``--debug``, else at info level."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=LOG_FORMAT)
+
+
+def stop_on_signals(stop: Callable[[], None]) -> list[str]:
+    """Call ``stop`` on SIGTERM or SIGINT; the list returned receives the signals' names."""
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # No logging here: writing to stderr from a signal handler can collide
+        # with a write the main thread was in the middle of.
+        received.append(signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return received
+
+
 def read_section(path: str, prefix: str, queue_name: str) -> tuple[str, dict[str, str]]:
     """The ``[<prefix>:NAME]`` section of the INI file, or ``[<prefix>]``, and its name.
 
@@ -120,10 +144,7 @@ def run_sidecar(command: SidecarCommand, argv: Sequence[str] | None = None) -> i
     """
     args = _build_arg_parser(command).parse_args(argv)
     log = command.log
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.debug)
     try:
         section, raw_config = read_section(args.config_file, command.section, args.queue_name)
     except ConfigFileError as exc:
@@ -156,16 +177,7 @@ def run_sidecar(command: SidecarCommand, argv: Sequence[str] | None = None) -> i
 
     with queue:
         publisher = command.make_publisher(cfg, metrics, queue)
-        received: list[str] = []
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            # No logging here: writing to stderr from a signal handler can collide
-            # with a write the main thread was in the middle of.
-            received.append(signal.Signals(signum).name)
-            publisher.stop()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        received = stop_on_signals(publisher.stop)
         log.info(
             "publishing %s from %s to %s", publisher.poster.noun, queue_path, publisher.poster.url
         )

@@ -8,15 +8,14 @@ the secrets store that holds the credentials.
 from __future__ import annotations
 
 import logging
-import signal
-from collections.abc import Callable, Mapping
-from types import FrameType
+from collections.abc import Mapping
 from typing import Final
 
 from kazoo.client import KazooClient  # type: ignore[import-untyped]
 
 from baseplate import config
 from baseplate._ini import ConfigFileError, read_config, section_options
+from baseplate._sidecar.command import configure_logging
 from baseplate.file_watcher import WatchedFileNotAvailableError
 from baseplate.live_data.zookeeper import zookeeper_client_from_config
 from baseplate.secrets import SecretsError, secrets_store_from_config
@@ -33,11 +32,8 @@ STARTUP_ERRORS: Final = (
 
 
 def start_logging(debug: bool) -> None:
-    """Log to standard error as the other sidecars do; kazoo's chatter only with ``--debug``."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Log as the other sidecars do; kazoo's chatter only with ``--debug``."""
+    configure_logging(debug)
     if not debug:
         logging.getLogger("kazoo").setLevel(logging.WARNING)
 
@@ -74,18 +70,3 @@ def client_from_section(
     timeout = secrets_timeout if raw_config.get("zookeeper.credentials") else None
     secrets = secrets_store_from_config(raw_config, timeout=timeout)
     return zookeeper_client_from_config(secrets, raw_config, read_only=read_only)
-
-
-def stop_on_signals(stop: Callable[[], None]) -> list[str]:
-    """Call ``stop`` on SIGTERM or SIGINT; the list returned receives the signals' names."""
-    received: list[str] = []
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # No logging here: writing to stderr from a signal handler can collide
-        # with a write the main thread was in the middle of.
-        received.append(signal.Signals(signum).name)
-        stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return received

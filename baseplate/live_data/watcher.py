@@ -42,13 +42,13 @@ from kazoo.protocol.states import KazooState  # type: ignore[import-untyped]
 
 from baseplate import config
 from baseplate._files import write_atomically
+from baseplate._sidecar.command import stop_on_signals
 from baseplate.live_data._command import (
     STARTUP_ERRORS,
     client_from_section,
     node_path,
     read_section,
     start_logging,
-    stop_on_signals,
 )
 
 __all__ = ["HEARTBEAT_INTERVAL", "NodeWatcher", "WatchedNode", "main", "watch_zookeeper_nodes"]
