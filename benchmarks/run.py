@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import (
     clients,
+    consumer,
     events,
     experiments,
     metrics_throughput,
@@ -32,6 +33,7 @@ BENCHMARKS = [
     clients,
     experiments,
     events,
+    consumer,
 ]
 
 

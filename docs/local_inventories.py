@@ -222,6 +222,16 @@ PROJECTS = {
                 class kombu.Producer
                 class kombu.messaging.Producer = kombu.Producer
                 method kombu.Producer.publish
+                class kombu.Queue
+                class kombu.entity.Queue = kombu.Queue
+                class kombu.Consumer
+                class kombu.messaging.Consumer = kombu.Consumer
+            """,
+            "reference/kombu.message.html": """
+                class kombu.message.Message
+                method kombu.message.Message.ack
+                method kombu.message.Message.reject
+                method kombu.message.Message.requeue
             """,
             "reference/kombu.pools.html": """
                 data kombu.pools.connections
