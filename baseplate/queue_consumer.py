@@ -48,6 +48,7 @@ from threading import Thread
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from baseplate._extras import missing_extra
 from baseplate.retry import RetryPolicy
 
 try:
@@ -57,10 +58,7 @@ try:
     from kombu.messaging import Consumer
     from kombu.mixins import ConsumerMixin
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.queue_consumer needs kombu: install baseplate[amqp] "
-        "(pip install 'baseplate[amqp]')"
-    ) from exc
+    raise missing_extra("baseplate.queue_consumer", "kombu", "amqp") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import Baseplate, ServerSpan, Span

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 
 try:
@@ -38,10 +39,7 @@ try:
         SimpleStatement,
     )
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.cassandra needs cassandra-driver: install baseplate[cassandra] "
-        "(pip install 'baseplate[cassandra]')"
-    ) from exc
+    raise missing_extra("baseplate.context.cassandra", "cassandra-driver", "cassandra") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import ExcInfo, Span

@@ -28,16 +28,14 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 
 try:
     import hvac
     from hvac.api.vault_api_base import VaultApiBase
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.hvac needs hvac: install baseplate[vault] "
-        "(pip install 'baseplate[vault]')"
-    ) from exc
+    raise missing_extra("baseplate.context.hvac", "hvac", "vault") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import Span

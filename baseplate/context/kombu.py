@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 
 try:
@@ -27,10 +28,7 @@ try:
     from kombu.entity import Exchange
     from kombu.pools import Producers
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.kombu needs kombu: install baseplate[amqp] "
-        "(pip install 'baseplate[amqp]')"
-    ) from exc
+    raise missing_extra("baseplate.context.kombu", "kombu", "amqp") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import Span

@@ -26,6 +26,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 from baseplate.context.pool_watch import PoolWatch
 from baseplate.message_queue import InvalidParametersError, TimedOutError
@@ -36,10 +37,7 @@ try:
     import redis.connection
     from redis.client import Pipeline, PubSub
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.redis needs redis-py: install baseplate[redis] "
-        "(pip install 'baseplate[redis]')"
-    ) from exc
+    raise missing_extra("baseplate.context.redis", "redis-py", "redis") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import Span

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 from baseplate.context.pool_watch import PoolWatch
 from baseplate.core import LocalSpan, SpanObserver
@@ -35,10 +36,7 @@ try:
     from sqlalchemy.orm import Session
     from sqlalchemy.pool import Pool, QueuePool
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.sqlalchemy needs SQLAlchemy 2: install baseplate[sql] "
-        "(pip install 'baseplate[sql]')"
-    ) from exc
+    raise missing_extra("baseplate.context.sqlalchemy", "SQLAlchemy 2", "sql") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import ExcInfo, Span

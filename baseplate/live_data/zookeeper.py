@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate._sidecar.command import positive_seconds
 from baseplate.secrets import SecretsStore
 
@@ -13,10 +14,7 @@ try:
     from kazoo.client import KazooClient  # type: ignore[import-untyped]
     from kazoo.hosts import collect_hosts  # type: ignore[import-untyped]
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.live_data needs kazoo: install baseplate[zookeeper] "
-        "(pip install 'baseplate[zookeeper]')"
-    ) from exc
+    raise missing_extra("baseplate.live_data", "kazoo", "zookeeper") from exc
 
 __all__ = ["zookeeper_client_from_config"]
 

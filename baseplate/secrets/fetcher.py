@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import requests
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate._files import write_atomically
 from baseplate._ini import ConfigFileError, read_config, section_options
 from baseplate.retry import ExponentialBackoffRetryPolicy, IndefiniteRetryPolicy
@@ -52,9 +53,7 @@ try:
     import hvac
     from hvac import exceptions as hvac_exceptions
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "the secrets fetcher needs hvac: install baseplate[vault] (pip install 'baseplate[vault]')"
-    ) from exc
+    raise missing_extra("the secrets fetcher", "hvac", "vault") from exc
 
 __all__ = [
     "CONFIG_SECTION",

@@ -19,16 +19,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from baseplate import config
+from baseplate._extras import missing_extra
 from baseplate.context import ContextFactory
 from baseplate.context.pool_watch import PoolWatch
 
 try:
     from baseplate.context.memcache._pool import BaseplatePooledClient
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.context.memcache needs pymemcache: install baseplate[memcache] "
-        "(pip install 'baseplate[memcache]')"
-    ) from exc
+    raise missing_extra("baseplate.context.memcache", "pymemcache", "memcache") from exc
 
 if TYPE_CHECKING:
     from baseplate.core import Span

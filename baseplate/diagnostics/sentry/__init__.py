@@ -21,12 +21,12 @@ request's ``trace_id``, ``span_id`` and ``span_name``. ``context.sentry`` is a
 
 from __future__ import annotations
 
+from baseplate._extras import missing_extra
+
 try:
     import sentry_sdk  # noqa: F401 - only to fail early, with advice
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.diagnostics.sentry needs sentry-sdk: install baseplate[sentry]"
-    ) from exc
+    raise missing_extra("baseplate.diagnostics.sentry", "sentry-sdk", "sentry") from exc
 
 # One job per module: the raven-compatible client, the observers, making a
 # client (with its release and before-send hooks), sending, and the state.

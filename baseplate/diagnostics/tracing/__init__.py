@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from baseplate._extras import missing_extra
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from bridge import provider
 from bridge.batching import BatchExportSpanProcessor
@@ -291,14 +292,14 @@ def _make_recorder(
         try:
             return ServiceNamingSpanExporter(zipkin_v2_exporter(zipkin_endpoint), service_name)
         except ImportError as exc:
-            raise ImportError("the zipkin exporter needs: pip install 'baseplate[zipkin]'") from exc
+            raise missing_extra("the zipkin exporter", "its exporter package", "zipkin") from exc
     if exporter == "otlp":
         if not otlp_endpoint:
             raise ValueError("the otlp exporter needs tracing.otlp.endpoint")
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:
-            raise ImportError("the otlp exporter needs: pip install 'baseplate[otlp]'") from exc
+            raise missing_extra("the otlp exporter", "its exporter package", "otlp") from exc
         return ServiceNamingSpanExporter(OTLPSpanExporter(endpoint=otlp_endpoint), service_name)
     if exporter == "log":
         return LoggingRecorder(service_name)

@@ -57,6 +57,8 @@ from typing import Any, Protocol
 
 from opentelemetry.trace import SpanContext
 
+from baseplate._extras import missing_extra
+
 try:
     with warnings.catch_warnings():
         # WebOb 1.8 imports the cgi module, deprecated since Python 3.11;
@@ -68,9 +70,7 @@ try:
     from pyramid.response import Response
     from pyramid.tweens import EXCVIEW, INGRESS
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.integration.pyramid needs Pyramid: install baseplate[pyramid]"
-    ) from exc
+    raise missing_extra("baseplate.integration.pyramid", "Pyramid", "pyramid") from exc
 
 from baseplate.core import Baseplate, ExcInfo, ServerSpan, TraceInfo
 from baseplate.core._trace_info import continued_trace, header_names_by_field

@@ -25,15 +25,14 @@ from typing import Any
 
 from zope.interface import implementer
 
+from baseplate._extras import missing_extra
 from baseplate.crypto import SignatureError, make_signature, validate_signature
 from baseplate.secrets import SecretsStore, VersionedSecret
 
 try:
     from pyramid.interfaces import ICSRFStoragePolicy
 except ImportError as exc:  # pragma: no cover - depends on the installation
-    raise ImportError(
-        "baseplate.integration.pyramid.csrf needs Pyramid: install baseplate[pyramid]"
-    ) from exc
+    raise missing_extra("baseplate.integration.pyramid.csrf", "Pyramid", "pyramid") from exc
 
 __all__ = ["TokenCSRFStoragePolicy"]
 
