@@ -7,6 +7,7 @@ their own with :func:`own_zookeeper`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -48,6 +49,17 @@ def connected_client(hosts: str, **options) -> KazooClient:
     client = KazooClient(hosts, **options)
     client.start(timeout=10)
     return client
+
+
+@contextlib.contextmanager
+def session_on(hosts: str, **options) -> Iterator[KazooClient]:
+    """A connected client for the length of a ``with`` block, closed after it."""
+    client = connected_client(hosts, **options)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from tests.live_data.conftest import (
     ZK_PASSWORD,
     ZK_USER,
     connected_client,
+    session_on,
     write_ini,
     write_secrets,
 )
@@ -145,16 +146,19 @@ def test_several_nodes_each_go_to_their_file(zk, root, tmp_path, zookeeper_serve
     assert read(nodes["one"]) == b"one"
 
 
+def node_a_config(tmp_path, hosts, dest):
+    """A watcher's INI file for the one node ``/a``, written to ``dest``."""
+    return write_ini(
+        tmp_path / "watcher.ini",
+        {"zookeeper.hosts": hosts, "nodes.a.source": "/a", "nodes.a.dest": dest},
+    )
+
+
 def test_zookeeper_restart_keeps_the_files_and_the_watch(tmp_path, own_zookeeper, start_watcher):
     dest = tmp_path / "a.json"
-    setup = connected_client(own_zookeeper.hosts)
-    setup.create("/a", b"before the restart")
-    setup.stop()
-    setup.close()
-    config = write_ini(
-        tmp_path / "watcher.ini",
-        {"zookeeper.hosts": own_zookeeper.hosts, "nodes.a.source": "/a", "nodes.a.dest": dest},
-    )
+    with session_on(own_zookeeper.hosts) as setup:
+        setup.create("/a", b"before the restart")
+    config = node_a_config(tmp_path, own_zookeeper.hosts, dest)
     watcher = start_watcher(config)
     wait_until(holds(dest, b"before the restart"), "the data in the file")
 
@@ -163,27 +167,18 @@ def test_zookeeper_restart_keeps_the_files_and_the_watch(tmp_path, own_zookeeper
     assert read(dest) == b"before the restart"  # the last good file stays
 
     own_zookeeper.start()
-    client = connected_client(own_zookeeper.hosts)
-    try:
+    with session_on(own_zookeeper.hosts) as client:
         client.set("/a", b"after the restart")
         wait_until(holds(dest, b"after the restart"), "a change made after the restart")
-    finally:
-        client.stop()
-        client.close()
     assert watcher.process.poll() is None
 
 
 def test_a_watcher_started_before_zookeeper_waits_for_it(tmp_path, own_zookeeper, start_watcher):
     dest = tmp_path / "a.json"
-    setup = connected_client(own_zookeeper.hosts)
-    setup.create("/a", b"worth the wait")
-    setup.stop()
-    setup.close()
+    with session_on(own_zookeeper.hosts) as setup:
+        setup.create("/a", b"worth the wait")
     own_zookeeper.stop()
-    config = write_ini(
-        tmp_path / "watcher.ini",
-        {"zookeeper.hosts": own_zookeeper.hosts, "nodes.a.source": "/a", "nodes.a.dest": dest},
-    )
+    config = node_a_config(tmp_path, own_zookeeper.hosts, dest)
 
     watcher = start_watcher(config)
     watcher.wait_for_log("connecting to ZooKeeper")
@@ -474,8 +469,6 @@ def test_a_lost_session_is_replaced_and_the_watch_set_again(heartbeating, own_zo
     intruder.close()
     wait_until(lambda: client.connected and client.client_id != old_session, "a new session")
 
-    writer = connected_client(own_zookeeper.hosts)
-    writer.set("/a", b"seen by the new session")
-    writer.stop()
-    writer.close()
+    with session_on(own_zookeeper.hosts) as writer:
+        writer.set("/a", b"seen by the new session")
     wait_until(lambda: read_path(node.dest) == b"seen by the new session", "the change")
