@@ -16,6 +16,13 @@ progress finish (default 0: stop at once). ``handler`` is the full name of a
 
 Health checks by ``baseplate-healthcheck wsgi`` request ``GET /health`` and
 expect status 200: the application should serve that path.
+
+Errors go through logging, on the ``baseplate.server.wsgi`` logger: an
+exception the application raises is answered 500 and logged once at ERROR
+with its traceback (the Pyramid integration logs it itself, with the
+request's trace id, and the server does not log it again); a request that
+is not HTTP is answered 400 and logged in one line at INFO, as the client's
+fault. The access log is ``baseplate.server.wsgi.access``, at DEBUG.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ import socket
 from collections.abc import Mapping
 from typing import Any
 
-from gevent import pywsgi
+from gevent import GreenletExit, pywsgi
 
 from baseplate import config
 from baseplate._importer import import_object
+from baseplate._wsgi import LOGGED_EXCEPTION_KEY
 from baseplate.server._graceful import (
     ConnectionTracker,
     GracefulStop,
@@ -42,6 +50,9 @@ __all__ = ["HEALTH_CHECK_PATH", "make_server"]
 
 access_logger = logging.getLogger("baseplate.server.wsgi.access")
 error_logger = logging.getLogger("baseplate.server.wsgi")
+
+#: How much of a malformed request's description is logged (it quotes the request line).
+_MAX_DETAIL = 200
 
 
 def _import_class(text: str) -> type:
@@ -84,8 +95,46 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
             "handle": handle,
             "read_requestline": read_requestline,
             "handle_one_request": handle_one_request,
+            "_log_error": _log_application_error,
+            "log_error": _log_client_error,
             "__module__": __name__,
         },
+    )
+
+
+def _log_application_error(self: Any, error_type: type, error: BaseException, tb: Any) -> None:
+    """Log an exception the application raised, once, through logging.
+
+    This replaces gevent's ``WSGIHandler._log_error``, which hands the
+    exception to the hub to print on stderr. gevent still answers 500.
+    An exception the application logged itself (the Pyramid integration
+    does, with the request's trace id) is not logged again.
+    """
+    if issubclass(error_type, GreenletExit):  # the server is stopping the greenlet
+        return
+    environ = self.environ or {}
+    if environ.get(LOGGED_EXCEPTION_KEY) is error:
+        return
+    error_logger.error(
+        "unexpected exception handling %s %s",
+        environ.get("REQUEST_METHOD", "-"),
+        environ.get("PATH_INFO", "-"),
+        exc_info=(error_type, error, tb),
+    )
+
+
+def _log_client_error(self: Any, message: str, *args: Any) -> None:
+    """Log a request that is not valid HTTP in one line at INFO: the client's fault.
+
+    gevent calls ``log_error`` only for such requests, with the client's
+    address and then what is wrong as its arguments; its own writes the
+    message to the error log (at ERROR, prefixed with the socket's repr).
+    """
+    detail = str(args[-1]) if args else message
+    if len(detail) > _MAX_DETAIL:
+        detail = detail[:_MAX_DETAIL] + "..."
+    error_logger.info(
+        "closing the connection from %s: malformed request: %s", self.client_address, detail
     )
 
 

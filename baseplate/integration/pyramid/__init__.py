@@ -30,7 +30,11 @@ How a request is instrumented:
   WSGI server has consumed or closed the body. An exception raised by the
   view is a failure whether or not an exception view turned it into a
   response, except :class:`~pyramid.httpexceptions.HTTPException`\\ s below
-  500 (redirects, 404s, ...), which are ordinary responses.
+  500 (redirects, 404s, ...), which are ordinary responses. An exception
+  that no exception view handled is logged (``baseplate.integration.pyramid``,
+  at ERROR, while the span is current, so the record has the request's trace
+  id) before it goes on to the WSGI server; ``baseplate-serve`` then answers
+  500 without logging it again.
 
 Trace headers (``X-Trace``, ``X-Parent``, ``X-Span``, ``X-Sampled``,
 ``X-Flags`` and their ``X-B3-`` aliases) and the ``X-Edge-Request`` header are
@@ -66,12 +70,13 @@ try:
         warnings.filterwarnings("ignore", "'cgi' is deprecated", DeprecationWarning)
         import webob  # noqa: F401
     from pyramid.events import ApplicationCreated, ContextFound
-    from pyramid.httpexceptions import HTTPException
+    from pyramid.httpexceptions import HTTPException, HTTPNotFound
     from pyramid.response import Response
     from pyramid.tweens import EXCVIEW, INGRESS
 except ImportError as exc:  # pragma: no cover - depends on the installation
     raise missing_extra("baseplate.integration.pyramid", "Pyramid", "pyramid") from exc
 
+from baseplate._wsgi import LOGGED_EXCEPTION_KEY
 from baseplate.core import Baseplate, ExcInfo, ServerSpan, TraceInfo
 from baseplate.core._trace_info import continued_trace, header_names_by_field
 from bridge.propagation import HTTP_HEADERS
@@ -305,7 +310,8 @@ def _tween_factory(handler: Callable[[Any], Any], registry: Any) -> Callable[[An
     def baseplate_tween(request: Any) -> Any:
         try:
             response = handler(request)
-        except Exception:
+        except Exception as exc:
+            _log_unhandled(request, exc)
             server_span = getattr(request, _SPAN_ATTRIBUTE, None)
             if server_span is not None:
                 server_span.finish(exc_info=sys.exc_info())
@@ -316,6 +322,25 @@ def _tween_factory(handler: Callable[[Any], Any], registry: Any) -> Callable[[An
         return response
 
     return baseplate_tween
+
+
+def _log_unhandled(request: Any, exc: Exception) -> None:
+    """Log an exception no exception view handled, while the request's span is current.
+
+    Logged here, the record carries the request's trace id; the WSGI server
+    only sees the exception once the span is over. The environ tells
+    ``baseplate.server.wsgi`` that it need not log it again.
+
+    Pyramid's exception-view tween, finding no view for the exception,
+    re-raises it while handling the ``HTTPNotFound`` its view lookup raised,
+    which makes that ``HTTPNotFound`` the exception's context: a traceback
+    would show it first, "During handling of the above exception". It is
+    no part of what went wrong, so it is left out.
+    """
+    if isinstance(exc.__context__, HTTPNotFound):
+        exc.__suppress_context__ = True
+    logger.error("unexpected exception handling %s %s", request.method, request.path, exc_info=exc)
+    request.environ[LOGGED_EXCEPTION_KEY] = exc
 
 
 def _outcome(request: Any) -> ExcInfo | None:
