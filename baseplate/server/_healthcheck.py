@@ -2,7 +2,9 @@
 
 A Thrift service is healthy when ``BaseplateService.is_healthy()`` returns
 true over THeader; a WSGI service when ``GET /health`` answers 200. Every
-failure, including a timeout, is one line saying what went wrong.
+failure, including a timeout, is one line saying what went wrong; a Thrift
+check answered by something that does not speak Thrift (an HTTP server, say)
+shows the first line of that answer.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def check_thrift(endpoint: config.EndpointConfiguration, timeout: float) -> str 
         return f"cannot connect to {endpoint}: timed out after {timeout:g} seconds"
     except OSError as exc:
         return f"cannot connect to {endpoint}: {exc.strerror or exc}"
+    recorder = _RecordingSocket(sock)
     transport = TSocket()
-    transport.handle = sock
+    transport.handle = recorder
     try:
         protocol = THeaderProtocol(transport, (THeaderClientType.HEADERS,))
         healthy = service.Client(protocol).is_healthy()
@@ -61,12 +64,60 @@ def check_thrift(endpoint: config.EndpointConfiguration, timeout: float) -> str 
     except TTransportException as exc:
         if exc.type == TTransportException.TIMED_OUT:
             return f"is_healthy timed out after {timeout:g} seconds"
+        if exc.type in (TTransportException.SIZE_LIMIT, TTransportException.INVALID_CLIENT_TYPE):
+            # No Thrift server answers is_healthy with a frame of 16 MB or
+            # more, or one that is not Thrift: something else answered.
+            answer = recorder.first_line(_LINE_WAIT)
+            if answer:
+                return f"{endpoint} does not speak Thrift: {_looks_like(answer)}"
         return f"is_healthy failed: {exc or type(exc).__name__}"
     except (TException, OSError) as exc:
         return f"is_healthy failed: {exc or type(exc).__name__}"
     finally:
         sock.close()
     return None if healthy else "the service says it is not healthy"
+
+
+#: How much of an answer that is not Thrift is shown.
+_ANSWER_SAMPLE = 80
+#: How long to wait for the rest of the first line of an answer that is not Thrift.
+_LINE_WAIT = 0.5
+
+
+class _RecordingSocket:
+    """A socket that keeps the first bytes it receives, to tell what answered."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.received = b""
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        if len(self.received) < _ANSWER_SAMPLE:
+            self.received += data[: _ANSWER_SAMPLE - len(self.received)]
+        return data
+
+    def first_line(self, wait: float) -> bytes:
+        """The first line of the answer, as much of it as comes within ``wait`` seconds."""
+        self._sock.settimeout(wait)
+        while b"\n" not in self.received and len(self.received) < _ANSWER_SAMPLE:
+            try:
+                data = self.recv(_ANSWER_SAMPLE - len(self.received))
+            except OSError:
+                break
+            if not data:
+                break
+        return self.received.partition(b"\n")[0].rstrip(b"\r")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _looks_like(answer: bytes) -> str:
+    """What the first line of an answer that is not Thrift looks like."""
+    if answer.startswith(b"HTTP/"):
+        return f"it answered like an HTTP server: {answer.decode('latin-1')}"
+    return f"its answer begins with {answer!r}"
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

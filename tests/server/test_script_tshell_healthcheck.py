@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import threading
 
 import pytest
 
@@ -289,3 +291,46 @@ def test_a_bad_endpoint_is_unhealthy(health_dir):
     result = healthcheck(health_dir, "wsgi", "localhost:port")
     assert result.returncode == 1
     assert "bad endpoint 'localhost:port'" in one_line(result.stdout)
+
+
+def test_thrift_check_of_an_http_port_says_it_is_not_thrift(servers, health_dir):
+    server = servers.start("wsgi-true.ini", "--bind", "127.0.0.1:0", cwd=health_dir)
+    address = server.address()
+    result = healthcheck(health_dir, "thrift", address)
+    assert result.returncode == 1
+    assert one_line(result.stdout) == (
+        f"{address} does not speak Thrift: it answered like an HTTP server: "
+        "HTTP/1.1 400 Bad Request"
+    )
+    # The HTTP server took the probe for what it is: a client's garbage, one INFO line.
+    line = server.wait_for("malformed request").string
+    assert re.search(
+        r" INFO baseplate\.server\.wsgi \[trace=-\] closing the connection from "
+        r"\('127\.0\.0\.1', \d+\): malformed request: Invalid HTTP method: '\\x00",
+        line,
+    )
+    assert server.stop() == 0
+    assert " ERROR " not in server.output
+    assert "Traceback" not in server.output
+
+
+def test_thrift_check_of_another_protocol_shows_the_answer(health_dir):
+    def answer_like_redis(listener: socket.socket) -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(1024)
+            connection.sendall(b"-ERR unknown command\r\n")
+            connection.recv(1024)  # until the checker hangs up
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        thread = threading.Thread(target=answer_like_redis, args=(listener,))
+        thread.start()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        result = healthcheck(health_dir, "thrift", address)
+        thread.join(10)
+    assert result.returncode == 1
+    assert one_line(result.stdout) == (
+        f"{address} does not speak Thrift: its answer begins with b'-ERR unknown command'"
+    )
