@@ -26,7 +26,9 @@ from __future__ import annotations
 import abc
 import base64
 import datetime
+import difflib
 import grp
+import logging
 import pwd
 import re
 import socket
@@ -34,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import IO, Any, NamedTuple, TypeAlias, TypeVar, overload
 
 __all__ = [
+    "UNKNOWN_KEYS_LOGGER",
     "Base64",
     "Boolean",
     "CallableParser",
@@ -61,10 +64,19 @@ __all__ = [
     "UnixUser",
     "at_least",
     "parse_config",
+    "warn_unknown_keys",
 ]
 
 _T = TypeVar("_T")
 _U = TypeVar("_U")
+
+UNKNOWN_KEYS_LOGGER = "baseplate.config.unknown_keys"
+"""The logger :func:`warn_unknown_keys` warns through; set it to ``ERROR`` to
+silence the warnings.
+
+.. versionadded:: 0.31
+"""
+_unknown_keys_logger = logging.getLogger(UNKNOWN_KEYS_LOGGER)
 
 
 class ConfigurationError(Exception):
@@ -328,6 +340,72 @@ def parse_config(config: Mapping[str, str], spec: ConfigSpec) -> ConfigNamespace
     :returns: A structured configuration object.
     """
     return SpecParser(spec).parse("", config)
+
+
+def warn_unknown_keys(raw_config: Mapping[str, str], spec: ConfigSpec, prefix: str) -> list[str]:
+    """Warn about each key under ``prefix`` that ``spec`` does not read: probably a typo.
+
+    :func:`parse_config` ignores keys its spec does not mention, so that
+    several components can share one configuration; a misspelled optional
+    key (``metrics.namspace``) would then silently keep its default. A
+    component that owns every key under a prefix calls this with the spec
+    that lists all of them, and each unknown key is logged once, as a
+    warning through :data:`UNKNOWN_KEYS_LOGGER`, with the closest known key
+    when one is close enough::
+
+        unknown configuration key metrics.namspace: did you mean metrics.namespace?
+
+    A :class:`DictOf`, or any :class:`Parser` other than a spec dict, is
+    taken to read every key under its own name.
+
+    :param raw_config: The raw configuration, as given to :func:`parse_config`.
+    :param spec: The spec of everything read under ``prefix``, rooted as the
+        spec given to :func:`parse_config` is.
+    :param prefix: The prefix owned, ending in a dot (``metrics.``), or
+        ``""`` when every key of ``raw_config`` should be known.
+    :returns: The unknown keys, in the order of ``raw_config``.
+
+    .. versionadded:: 0.31
+    """
+    exact: set[str] = set()
+    open_prefixes: list[str] = []
+    _collect_known_keys(spec, "", exact, open_prefixes)
+    unknown = [
+        key
+        for key in raw_config
+        if key.startswith(prefix)
+        and key not in exact
+        and not any(key.startswith(open_prefix) for open_prefix in open_prefixes)
+    ]
+    candidates = sorted(key for key in exact if key.startswith(prefix))
+    for key in unknown:
+        close = difflib.get_close_matches(key, candidates, n=1)
+        if close:
+            _unknown_keys_logger.warning(
+                "unknown configuration key %s: did you mean %s?", key, close[0]
+            )
+        else:
+            _unknown_keys_logger.warning("unknown configuration key %s", key)
+    return unknown
+
+
+def _collect_known_keys(
+    node: _SpecNode, key_path: str, exact: set[str], open_prefixes: list[str]
+) -> None:
+    """Add the keys ``node`` reads at ``key_path`` to ``exact``, or to ``open_prefixes``
+    the prefixes under which it may read any key."""
+    if isinstance(node, SpecParser):
+        node = node.spec
+    if isinstance(node, dict):
+        for name, child in node.items():
+            _collect_known_keys(
+                child, f"{key_path}.{name}" if key_path else name, exact, open_prefixes
+            )
+    elif isinstance(node, Parser) and not isinstance(node, CallableParser):
+        open_prefixes.append(f"{key_path}.")
+        exact.add(key_path)
+    else:
+        exact.add(key_path)
 
 
 def String(text: str) -> str:

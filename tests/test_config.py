@@ -632,3 +632,87 @@ def test_invalid_dict_of_spec_fails_when_made() -> None:
         config.DictOf(37)  # type: ignore[arg-type]
     with pytest.raises(AssertionError, match=r"^invalid config spec at 'b': None is not a parser"):
         config.DictOf({"b": None})  # type: ignore[dict-item]
+
+
+# warn_unknown_keys: a key under a prefix Baseplate owns that no spec reads is a typo.
+
+
+def unknown_key_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == config.UNKNOWN_KEYS_LOGGER and record.levelname == "WARNING"
+    ]
+
+
+def test_unknown_keys_under_the_prefix_are_warned_with_the_closest_known_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    spec: config.ConfigSpec = {
+        "metrics": {"namespace": config.String, "endpoint": config.Optional(config.String)}
+    }
+    raw = {
+        "metrics.namspace": "x",
+        "metrics.namespace": "y",
+        "metrics.flavour": "z",
+        "metricsnamespace": "not under the prefix",
+        "other.namspace": "not under the prefix",
+    }
+    with caplog.at_level("WARNING", logger=config.UNKNOWN_KEYS_LOGGER):
+        unknown = config.warn_unknown_keys(raw, spec, "metrics.")
+    assert unknown == ["metrics.namspace", "metrics.flavour"]
+    assert unknown_key_warnings(caplog) == [
+        "unknown configuration key metrics.namspace: did you mean metrics.namespace?",
+        "unknown configuration key metrics.flavour",
+    ]
+
+
+def test_keys_read_by_dict_of_and_custom_parsers_are_known(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Anything(config.Parser):
+        def parse(self, key_path: str, raw_config: Mapping[str, str]) -> None:
+            return None
+
+    spec: config.ConfigSpec = {
+        "app": {
+            "hosts": config.DictOf(config.String),
+            "extra": Anything(),
+            "group": config.SpecParser({"size": config.Integer}),
+        }
+    }
+    raw = {
+        "app.hosts.a": "1",
+        "app.hosts.b.c": "2",
+        "app.extra": "3",
+        "app.extra.deep": "4",
+        "app.group.size": "5",
+        "app.group.sise": "6",
+    }
+    with caplog.at_level("WARNING", logger=config.UNKNOWN_KEYS_LOGGER):
+        assert config.warn_unknown_keys(raw, spec, "app.") == ["app.group.sise"]
+    assert unknown_key_warnings(caplog) == [
+        "unknown configuration key app.group.sise: did you mean app.group.size?"
+    ]
+
+
+def test_an_empty_prefix_checks_every_key(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger=config.UNKNOWN_KEYS_LOGGER):
+        unknown = config.warn_unknown_keys(
+            {"stop_timout": "3", "max_concurrency": "1"},
+            {"stop_timeout": config.Seconds, "max_concurrency": config.Integer},
+            "",
+        )
+    assert unknown == ["stop_timout"]
+    assert unknown_key_warnings(caplog) == [
+        "unknown configuration key stop_timout: did you mean stop_timeout?"
+    ]
+
+
+def test_unknown_key_warnings_are_silenced_through_their_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("ERROR", logger=config.UNKNOWN_KEYS_LOGGER):
+        unknown = config.warn_unknown_keys({"a.b": "1"}, {"a": {"c": config.String}}, "a.")
+    assert unknown == ["a.b"]
+    assert unknown_key_warnings(caplog) == []
