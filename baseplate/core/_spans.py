@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -26,9 +26,13 @@ from opentelemetry.util.types import AttributeValue
 from baseplate._state import state as _baseplate_state
 from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
+from baseplate.metrics import Batch
 from bridge import creation, current, processor, provider, routing
 from bridge.ids import DEBUG_FLAG, MAX_ID, random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE, SHARED_ATTRIBUTE
+
+if TYPE_CHECKING:
+    from bridge.greenlet_cost import GreenletCostTracker, RequestCost
 
 logger = logging.getLogger(__name__)
 
@@ -459,6 +463,63 @@ class ServerSpan(Span):
 
     _kind = SpanKind.SERVER
     _suppresses_instrumentation = False
+    #: What the request has cost so far, while its runtime cost is counted
+    #: (see :func:`count_runtime_cost`).
+    _cost: RequestCost | None = None
+
+
+#: The suffix of the request's CPU-time timer, beside its ``server.<name>`` timer.
+CPU_TIMER_SUFFIX = ".cpu_time"
+
+
+def count_runtime_cost(tracker: GreenletCostTracker | None) -> None:
+    """Charge each request's runtime cost to its server span through ``tracker``; None: stop.
+
+    While a tracker is set, a server span that starts in a greenlet the
+    tracker counts (see :class:`bridge.greenlet_cost.GreenletCostTracker`)
+    carries, when it finishes, the request's CPU time, yields and longest run
+    as attributes, and the CPU time goes into the request's metrics batch
+    (``context.metrics``) as the timer ``server.<name>.cpu_time``, before the
+    metrics observer flushes it. ``baseplate-serve`` sets one under gevent.
+
+    The counting versions of :meth:`ServerSpan.start` and
+    :meth:`ServerSpan.finish` replace the plain ones only while a tracker is
+    set, so a process that counts nothing does no extra work per request.
+    """
+    if tracker is None:
+        for name in ("start", "finish"):
+            if name in vars(ServerSpan):
+                delattr(ServerSpan, name)
+        return
+
+    def start(self: ServerSpan) -> None:
+        """:meth:`Span.start`, then begin counting the request's cost in this greenlet."""
+        Span.start(self)
+        self._cost = tracker.begin(self.trace_id)
+
+    def finish(self: ServerSpan, exc_info: ExcInfo | None = None) -> None:
+        """Stop counting and record the figures, then :meth:`Span.finish`."""
+        cost = self._cost
+        if cost is not None:
+            self._cost = None
+            try:
+                _record_cost(self, tracker, cost)
+            except Exception:
+                logger.exception("could not record the runtime cost of %r", self.name)
+        Span.finish(self, exc_info)
+
+    setattr(ServerSpan, "start", start)  # noqa: B010 - mypy would check them as Span's
+    setattr(ServerSpan, "finish", finish)  # noqa: B010
+
+
+def _record_cost(span: ServerSpan, tracker: GreenletCostTracker, cost: RequestCost) -> None:
+    tracker.end(cost)
+    otel_span = span._otel_span
+    if otel_span is not None and otel_span.is_recording():
+        otel_span.set_attributes(cost.attributes())
+    batch = getattr(span.context, "metrics", None)
+    if isinstance(batch, Batch):
+        batch.timer("server." + span.name + CPU_TIMER_SUFFIX).send(cost.cpu_time)
 
 
 class _NativeSpan(Span):
