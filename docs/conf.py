@@ -24,6 +24,11 @@ autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented"
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
+# Alabaster's fixed 940 px page clips code blocks on a 1280 px screen: the page
+# takes the window's width instead, and the sidebar room for module names.
+html_theme_options = {"page_width": "auto", "body_max_width": "none", "sidebar_width": "300px"}
+html_static_path = ["_static"]
+html_css_files = ["wide.css"]
 
 # Every cross-reference must resolve: to these pages, to Python's
 # documentation, or to a project listed in local_inventories.py. The build
