@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from baseplate import config, metrics
 from baseplate._importer import import_object
@@ -69,15 +70,14 @@ def metrics_client_from_config(raw_config: Mapping[str, str]) -> Client:
     ``metrics.endpoint``, a ``host:port`` pair or a Unix socket path. An empty
     or missing endpoint gives a client that discards all metrics.
     """
-    cfg = config.parse_config(
-        raw_config,
-        {
-            "metrics": {
-                "namespace": config.String,
-                "endpoint": config.Optional(config.Endpoint),
-            }
-        },
-    )
+    spec: config.ConfigSpec = {
+        "metrics": {
+            "namespace": config.String,
+            "endpoint": config.Optional(config.Endpoint),
+        }
+    }
+    config.warn_unknown_keys(raw_config, spec, "metrics.")
+    cfg = config.parse_config(raw_config, spec)
     if cfg.metrics.endpoint is None:
         logger.debug("metrics.endpoint is not set: metrics will be discarded")
     return make_client(cfg.metrics.namespace, cfg.metrics.endpoint)
@@ -115,37 +115,34 @@ def tracing_client_from_config(
     """
     from baseplate.diagnostics import tracing
 
-    cfg = config.parse_config(
-        raw_config,
-        {
-            "tracing": {
-                "service_name": config.String,
-                "endpoint": config.Optional(config.Endpoint),
-                "queue_name": config.Optional(_span_queue_name),
-                "max_span_queue_size": config.Optional(
-                    config.at_least(1), default=tracing.DEFAULT_MAX_SPAN_QUEUE_SIZE
-                ),
-                "num_span_workers": config.Optional(config.Integer, default=5),
-                "span_batch_interval": config.Optional(
-                    _positive_timespan, default=tracing.DEFAULT_SPAN_BATCH_INTERVAL
-                ),
-                "num_conns": config.Optional(config.Integer, default=100),
-                "sample_rate": config.Optional(
-                    config.Fallback(config.Percent, config.Float),
-                    default=tracing.DEFAULT_SAMPLE_RATE,
-                ),
-                "exporter": config.Optional(
-                    config.OneOf(**{name: name for name in tracing.EXPORTERS})
-                ),
-                "zipkin": {"endpoint": config.Optional(config.String)},
-                "otlp": {"endpoint": config.Optional(config.String)},
-                "tail": {
-                    "errors": config.Optional(config.Boolean, default=False),
-                    "slower_than": config.Optional(config.Timespan),
-                },
-            }
-        },
-    )
+    spec: config.ConfigSpec = {
+        "tracing": {
+            "service_name": config.String,
+            "endpoint": config.Optional(config.Endpoint),
+            "queue_name": config.Optional(_span_queue_name),
+            "max_span_queue_size": config.Optional(
+                config.at_least(1), default=tracing.DEFAULT_MAX_SPAN_QUEUE_SIZE
+            ),
+            "num_span_workers": config.Optional(config.Integer, default=5),
+            "span_batch_interval": config.Optional(
+                _positive_timespan, default=tracing.DEFAULT_SPAN_BATCH_INTERVAL
+            ),
+            "num_conns": config.Optional(config.Integer, default=100),
+            "sample_rate": config.Optional(
+                config.Fallback(config.Percent, config.Float),
+                default=tracing.DEFAULT_SAMPLE_RATE,
+            ),
+            "exporter": config.Optional(config.OneOf(**{name: name for name in tracing.EXPORTERS})),
+            "zipkin": {"endpoint": config.Optional(_http_url)},
+            "otlp": {"endpoint": config.Optional(_http_url)},
+            "tail": {
+                "errors": config.Optional(config.Boolean, default=False),
+                "slower_than": config.Optional(config.Timespan),
+            },
+        }
+    }
+    config.warn_unknown_keys(raw_config, spec, "tracing.")
+    cfg = config.parse_config(raw_config, spec)
     tracing_cfg = cfg.tracing
     if not tracing_cfg.service_name:
         raise config.ConfigurationError("tracing.service_name", "required but missing")
@@ -176,6 +173,14 @@ def _span_queue_name(text: str) -> str:
     from bridge.export import span_queue_path
 
     span_queue_path(text)
+    return text
+
+
+def _http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL with a host: checked now, not at the first export."""
+    url = urlsplit(text)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ValueError("expected an http:// or https:// URL")
     return text
 
 
@@ -219,21 +224,20 @@ def error_reporter_from_config(raw_config: Mapping[str, str], module_name: str) 
     from baseplate.diagnostics import sentry
 
     names = config.Optional(config.TupleOf(config.String), default=list[str]())
-    cfg = config.parse_config(
-        raw_config,
-        {
-            "sentry": {
-                "dsn": config.Optional(config.String, default=""),
-                "site": config.Optional(config.String),
-                "environment": config.Optional(config.String),
-                "include_paths": names,
-                "exclude_paths": names,
-                "ignore_exceptions": names,
-                "sample_rate": config.Optional(config.Percent, default=1.0),
-                "processors": config.Optional(config.TupleOf(import_object), default=[]),
-            }
-        },
-    )
+    spec: config.ConfigSpec = {
+        "sentry": {
+            "dsn": config.Optional(_sentry_dsn, default=""),
+            "site": config.Optional(config.String),
+            "environment": config.Optional(config.String),
+            "include_paths": names,
+            "exclude_paths": names,
+            "ignore_exceptions": names,
+            "sample_rate": config.Optional(config.Percent, default=1.0),
+            "processors": config.Optional(config.TupleOf(import_object), default=[]),
+        }
+    }
+    config.warn_unknown_keys(raw_config, spec, "sentry.")
+    cfg = config.parse_config(raw_config, spec)
     sentry_cfg = cfg.sentry
     if not sentry_cfg.dsn:
         logger.debug("sentry.dsn is not set: error reports will be discarded")
@@ -248,3 +252,12 @@ def error_reporter_from_config(raw_config: Mapping[str, str], module_name: str) 
         sample_rate=sentry_cfg.sample_rate,
         processors=sentry_cfg.processors,
     )
+
+
+def _sentry_dsn(text: str) -> str:
+    """A DSN sentry-sdk accepts: checked at start-up, as sentry-sdk would reject it there
+    with an error that does not name the key."""
+    from sentry_sdk.utils import Dsn
+
+    Dsn(text)  # raises BadDsn, a ValueError, saying what is wrong
+    return text

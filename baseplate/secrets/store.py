@@ -456,9 +456,15 @@ def secrets_store_from_config(
     :param prefix: The prefix of the keys to read, ending in a dot; it may
         itself contain dots (``vault.secrets.``).
     :raises ValueError: ``prefix`` does not end with a dot.
+
+    Under the default prefix, a key other than ``secrets.path`` is logged as
+    a warning (see :func:`~baseplate.config.warn_unknown_keys`).
     """
     if not prefix.endswith("."):
         raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    parser = config.SpecParser({"path": config.Optional(config.String, default=DEFAULT_PATH)})
-    options = parser.parse(prefix[:-1], app_config)
+    spec: config.ConfigSpec = {"path": config.Optional(config.String, default=DEFAULT_PATH)}
+    if prefix == "secrets.":
+        # Baseplate owns the default prefix; another may be shared with the application.
+        config.warn_unknown_keys(app_config, {"secrets": spec}, prefix)
+    options = config.SpecParser(spec).parse(prefix[:-1], app_config)
     return SecretsStore(options.path, timeout=timeout)

@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from baseplate._extras import missing_extra
+from baseplate.config import ConfigurationError
 from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
 from bridge import provider
 from bridge.batching import BatchExportSpanProcessor
@@ -243,19 +244,25 @@ def make_client(
 ) -> TracingClient:
     """Return a tracing client for the given destination.
 
-    With no ``exporter``, the legacy arguments decide: a queue name means the
-    sidecar, an endpoint the remote recorder, neither means spans are logged
-    (or dropped if ``log_if_unconfigured`` is false). ``num_span_workers`` and
+    With no ``exporter``, the destination given decides, and the choice is
+    logged at INFO: a Zipkin or OTLP endpoint means that exporter; of the
+    original's arguments, a queue name means the sidecar, else an endpoint the
+    remote recorder, as in the original; none means spans are logged (or
+    dropped if ``log_if_unconfigured`` is false). ``num_span_workers`` and
     ``num_conns`` are accepted for compatibility: one background exporter
     thread does the work.
+
+    :raises ~baseplate.config.ConfigurationError: The exporter lacks its
+        destination, or no exporter is named and a Zipkin or OTLP endpoint is
+        given with another destination; the error names the configuration key.
+
+    .. versionchanged:: 0.31
+       The exporter is inferred from a Zipkin or OTLP endpoint.
     """
     if exporter is None:
-        if tracing_queue_name:
-            exporter = "sidecar"
-        elif tracing_endpoint:
-            exporter = "remote"
-        else:
-            exporter = "log" if log_if_unconfigured else "none"
+        exporter = _infer_exporter(
+            tracing_queue_name, tracing_endpoint, zipkin_endpoint, otlp_endpoint
+        ) or ("log" if log_if_unconfigured else "none")
     recorder = _make_recorder(
         exporter, service_name, tracing_endpoint, tracing_queue_name, zipkin_endpoint, otlp_endpoint
     )
@@ -270,6 +277,33 @@ def make_client(
     )
 
 
+def _infer_exporter(
+    queue_name: str | None, endpoint: Any, zipkin_endpoint: str | None, otlp_endpoint: str | None
+) -> str | None:
+    """The exporter the one destination given implies, or None if none is given."""
+    destinations = [
+        (key, name)
+        for key, name, value in (
+            ("tracing.queue_name", "sidecar", queue_name),
+            ("tracing.endpoint", "remote", endpoint),
+            ("tracing.zipkin.endpoint", "zipkin", zipkin_endpoint),
+            ("tracing.otlp.endpoint", "otlp", otlp_endpoint),
+        )
+        if value
+    ]
+    if not destinations:
+        return None
+    # The original's two keys together meant the sidecar; the new ones must be alone.
+    if len(destinations) > 1 and any(name in ("zipkin", "otlp") for _, name in destinations):
+        keys = " and ".join(key for key, _ in destinations)
+        raise ConfigurationError(
+            "tracing.exporter", f"required when several destinations are set ({keys})"
+        )
+    key, exporter = destinations[0]
+    logger.info("tracing.exporter is not set: using %s, as %s is set", exporter, key)
+    return exporter
+
+
 def _make_recorder(
     exporter: str,
     service_name: str,
@@ -280,22 +314,24 @@ def _make_recorder(
 ) -> SpanExporter:
     if exporter == "sidecar":
         if not queue_name:
-            raise ValueError("the sidecar exporter needs tracing.queue_name")
+            raise ConfigurationError("tracing.queue_name", "required by tracing.exporter = sidecar")
         return SidecarRecorder(queue_name, service_name)
     if exporter == "remote":
         if not tracing_endpoint:
-            raise ValueError("the remote exporter needs tracing.endpoint")
+            raise ConfigurationError("tracing.endpoint", "required by tracing.exporter = remote")
         return RemoteRecorder(str(tracing_endpoint), service_name)
     if exporter == "zipkin":
         if not zipkin_endpoint:
-            raise ValueError("the zipkin exporter needs tracing.zipkin.endpoint")
+            raise ConfigurationError(
+                "tracing.zipkin.endpoint", "required by tracing.exporter = zipkin"
+            )
         try:
             return ServiceNamingSpanExporter(zipkin_v2_exporter(zipkin_endpoint), service_name)
         except ImportError as exc:
             raise missing_extra("the zipkin exporter", "its exporter package", "zipkin") from exc
     if exporter == "otlp":
         if not otlp_endpoint:
-            raise ValueError("the otlp exporter needs tracing.otlp.endpoint")
+            raise ConfigurationError("tracing.otlp.endpoint", "required by tracing.exporter = otlp")
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError as exc:

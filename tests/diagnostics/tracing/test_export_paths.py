@@ -199,9 +199,19 @@ except OSError as exc:
     assert "created" not in done.stderr
 
 
-def test_exporter_without_its_endpoint_is_an_error():
-    with pytest.raises(ValueError, match=r"tracing\.zipkin\.endpoint"):
-        tracing_client_from_config({"tracing.service_name": "s", "tracing.exporter": "zipkin"})
+@pytest.mark.parametrize(
+    ("exporter", "key"),
+    [
+        ("sidecar", "tracing.queue_name"),
+        ("remote", "tracing.endpoint"),
+        ("zipkin", "tracing.zipkin.endpoint"),
+        ("otlp", "tracing.otlp.endpoint"),
+    ],
+)
+def test_exporter_without_its_destination_is_a_configuration_error(exporter, key):
+    with pytest.raises(ConfigurationError) as info:
+        tracing_client_from_config({"tracing.service_name": "s", "tracing.exporter": exporter})
+    assert (info.value.key, info.value.error) == (key, f"required by tracing.exporter = {exporter}")
 
 
 def test_sample_rate_accepts_percent_and_fraction():
