@@ -19,6 +19,7 @@ from baseplate._ini import ConfigFileError, read_config, section_options
 __all__ = [
     "FACTORY_OPTION",
     "ConfigFileError",
+    "SectionOptions",
     "factory_options",
     "get_section",
     "load_factory",
@@ -28,11 +29,28 @@ __all__ = [
 FACTORY_OPTION = "factory"
 
 
+class SectionOptions(dict[str, str]):
+    """The options of a section, remembering which came from ``[DEFAULT]`` alone.
+
+    A factory receives them as a plain dict; the servers use ``inherited`` to
+    warn about unknown options the section itself sets, not about the keys
+    ``[DEFAULT]`` adds to every section.
+    """
+
+    def __init__(self, options: dict[str, str], inherited: frozenset[str]) -> None:
+        super().__init__(options)
+        self.inherited = inherited
+
+
 def get_section(
     parser: configparser.ConfigParser, path: str, kind: str, name: str
-) -> dict[str, str]:
+) -> SectionOptions:
     """The options of the ``[kind:name]`` section, ``[DEFAULT]`` included."""
-    return section_options(parser, path, f"{kind}:{name}")
+    options = section_options(parser, path, f"{kind}:{name}")
+    defaults = parser.defaults()
+    # A section that repeats a [DEFAULT] option's value is taken to inherit it.
+    inherited = frozenset(key for key, value in defaults.items() if options.get(key) == value)
+    return SectionOptions(options, inherited)
 
 
 def load_factory(
@@ -57,5 +75,11 @@ def load_factory(
 
 
 def factory_options(section: dict[str, str]) -> dict[str, str]:
-    """A section's options without its ``factory``: what a factory receives."""
-    return {key: value for key, value in section.items() if key != FACTORY_OPTION}
+    """A section's options without its ``factory``: what a factory receives.
+
+    The options of a :class:`SectionOptions` stay one, with their ``inherited`` keys.
+    """
+    options = {key: value for key, value in section.items() if key != FACTORY_OPTION}
+    if isinstance(section, SectionOptions):
+        return SectionOptions(options, section.inherited)
+    return options

@@ -18,6 +18,14 @@ def parse_server_config(
 ) -> config.ConfigNamespace:
     """Parse ``max_concurrency``, ``stop_timeout`` and the server's own options.
 
-    Unknown options are ignored, as :func:`baseplate.config.parse_config` does.
+    Every option of the section is the server's, so each unknown one (a typo
+    such as ``stop_timout`` would otherwise keep the default) is logged as a
+    warning naming the closest known option. Options a
+    :class:`~baseplate.server._config.SectionOptions` marks as inherited from
+    ``[DEFAULT]`` are not the server's own and are not checked.
     """
-    return config.parse_config(server_config, {**COMMON_SPEC, **(extra_spec or {})})
+    spec = {**COMMON_SPEC, **(extra_spec or {})}
+    inherited: frozenset[str] = getattr(server_config, "inherited", frozenset())
+    own_options = {key: value for key, value in server_config.items() if key not in inherited}
+    config.warn_unknown_keys(own_options, spec, "")
+    return config.parse_config(server_config, spec)
