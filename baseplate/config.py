@@ -377,12 +377,13 @@ def warn_unknown_keys(raw_config: Mapping[str, str], spec: ConfigSpec, prefix: s
         and key not in exact
         and not any(key.startswith(open_prefix) for open_prefix in open_prefixes)
     ]
-    candidates = sorted(key for key in exact if key.startswith(prefix))
+    # Compared without the prefix, which every candidate shares and would make alike.
+    candidates = sorted(key[len(prefix) :] for key in exact if key.startswith(prefix))
     for key in unknown:
-        close = difflib.get_close_matches(key, candidates, n=1)
+        close = difflib.get_close_matches(key[len(prefix) :], candidates, n=1)
         if close:
             _unknown_keys_logger.warning(
-                "unknown configuration key %s: did you mean %s?", key, close[0]
+                "unknown configuration key %s: did you mean %s?", key, prefix + close[0]
             )
         else:
             _unknown_keys_logger.warning("unknown configuration key %s", key)
