@@ -361,6 +361,7 @@ def warn_unknown_keys(raw_config: Mapping[str, str], spec: ConfigSpec, prefix: s
     :param raw_config: The raw configuration, as given to :func:`parse_config`.
     :param spec: The spec of everything read under ``prefix``, rooted as the
         spec given to :func:`parse_config` is.
+    :type spec: ConfigSpec
     :param prefix: The prefix owned, ending in a dot (``metrics.``), or
         ``""`` when every key of ``raw_config`` should be known.
     :returns: The unknown keys, in the order of ``raw_config``.
