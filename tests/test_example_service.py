@@ -221,7 +221,7 @@ def test_served_by_baseplate_serve(tmp_path):
                 if " span: " in line
             ]
 
-        wait_until(lambda: len(logged_spans()) >= 4, "four spans logged")
+        wait_until(lambda: len(logged_spans()) >= 2, "two spans logged")
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
@@ -230,4 +230,5 @@ def test_served_by_baseplate_serve(tmp_path):
     # Untrusted headers are ignored: a new trace, whose id the request's log line shows.
     assert add_note["traceId"] != 1
     assert f"[trace={add_note['traceId']}] stored note 1" in output
-    assert {span["name"] for span in logged_spans()} == {"add_note", "db.execute", "health"}
+    # The health check (and its SELECT 1) is kept out of tracing.
+    assert sorted(span["name"] for span in logged_spans()) == ["add_note", "db.execute"]

@@ -25,6 +25,9 @@ first argument. :class:`BaseplateProcessorEventHandler` makes it a server
 span named after the method, continuing the trace from the THeader headers
 (Baseplate's, or a W3C ``traceparent`` as the Pyramid integration reads it),
 and attaches the edge request context from the ``Edge-Request`` header.
+Health checks (``is_healthy``) are the exception: they are kept out of
+tracing and metrics unless the event handler is made with
+``observe_health_checks=True``.
 
 Exceptions the IDL declares for a method go back to the caller as declared,
 and the span finishes as a success: they are answers, not failures. Any
@@ -51,6 +54,10 @@ from baseplate.core import (
     ServerSpan,
 )
 from baseplate.core._trace_info import continued_trace, header_names_by_field
+from baseplate.integration._health_checks import (
+    THRIFT_HEALTH_CHECK_METHOD,
+    make_health_check_span,
+)
 from bridge.propagation import THRIFT_HEADERS
 
 __all__ = [
@@ -170,6 +177,15 @@ class BaseplateProcessorEventHandler(ProcessorEventHandler):
         request context. Without one, the raw ``Edge-Request`` header is
         still kept as ``context.raw_request_context`` so client calls
         forward it.
+    :param observe_health_checks: Whether tracing and metrics see the
+        health checks (``BaseplateService.is_healthy`` calls). By default
+        they do not: each is an unsampled new trace, exported by no tracing
+        client and timed by no metrics observer, whose context has every
+        attribute but ``metrics``.
+
+    .. versionchanged:: 0.31
+       Health checks are kept out of tracing and metrics unless
+       ``observe_health_checks`` is true.
     """
 
     def __init__(
@@ -177,10 +193,14 @@ class BaseplateProcessorEventHandler(ProcessorEventHandler):
         logger: logging.Logger,
         baseplate: Baseplate,
         edge_context_factory: EdgeRequestContextFactory | None = None,
+        *,
+        observe_health_checks: bool = False,
     ) -> None:
         self.logger = logger
         self.baseplate = baseplate
         self.edge_context_factory = edge_context_factory
+        # One comparison per call tells a health check: None matches no method.
+        self._health_check_method = None if observe_health_checks else THRIFT_HEALTH_CHECK_METHOD
 
     def getHandlerContext(  # noqa: N802 - Thrift's name
         self, fn_name: str, server_context: Any
@@ -190,15 +210,17 @@ class BaseplateProcessorEventHandler(ProcessorEventHandler):
         headers = _headers_of(server_context)
         context.headers = headers
 
-        # Missing or unusable headers: either way, a new trace, never an error.
-        trace_info, remote_parent = continued_trace(headers, THRIFT_HEADERS)
-
         edge_header = _edge_header(headers)
         if self.edge_context_factory is not None:
             self.edge_context_factory.from_upstream(edge_header).attach_context(context)
         else:
             context.raw_request_context = edge_header
 
+        if fn_name == self._health_check_method:
+            make_health_check_span(self.baseplate, context, fn_name)
+            return context
+        # Missing or unusable headers: either way, a new trace, never an error.
+        trace_info, remote_parent = continued_trace(headers, THRIFT_HEADERS)
         self.baseplate.make_server_span(
             context, name=fn_name, trace_info=trace_info, remote_parent=remote_parent
         )
@@ -460,13 +482,16 @@ def baseplateify_processor(
     logger: logging.Logger,
     baseplate: Baseplate,
     edge_context_factory: EdgeRequestContextFactory | None = None,
+    *,
+    observe_health_checks: bool = False,
 ) -> Any:
     """Instrument a processor made by a plain Apache Thrift compiler.
 
     ``processor`` is a generated ``Processor`` (or a ``ContextProcessor``)
     whose handler's methods take the request context as their first
     argument. Returns a processor with a
-    :class:`BaseplateProcessorEventHandler` set::
+    :class:`BaseplateProcessorEventHandler` set (``observe_health_checks``
+    is its option)::
 
         processor = baseplateify_processor(
             MyService.Processor(handler), logger, baseplate, edge_context_factory
@@ -477,6 +502,8 @@ def baseplateify_processor(
     if not hasattr(processor, "setEventHandler"):
         processor = make_context_processor(type(processor), processor._handler)
     processor.setEventHandler(
-        BaseplateProcessorEventHandler(logger, baseplate, edge_context_factory)
+        BaseplateProcessorEventHandler(
+            logger, baseplate, edge_context_factory, observe_health_checks=observe_health_checks
+        )
     )
     return processor

@@ -27,6 +27,7 @@ import pytest
 import webtest
 from gevent import pywsgi
 from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPFound, HTTPNotFound, HTTPServiceUnavailable
@@ -35,6 +36,7 @@ from pyramid.response import Response
 from baseplate import error_reporter_from_config, metrics_client_from_config
 from baseplate.context import ContextFactory
 from baseplate.core import Baseplate, EdgeRequestContextFactory, ServerSpan, Span
+from baseplate.diagnostics.tracing import TracingClient
 from baseplate.integration.pyramid import (
     BaseplateConfigurator,
     ServerSpanInitialized,
@@ -657,6 +659,53 @@ def test_health_check_with_a_checker():
     assert app.get("/probe", status=503).text == "unhealthy: the health check returned false"
     state["healthy"] = None
     assert app.get("/probe", status=503).text == "unhealthy: ConnectionError: database is gone"
+
+
+def traced_and_timed_baseplate(statsd: Any) -> tuple[Baseplate, TracingClient, Any]:
+    """A Baseplate sampling every trace into an in-memory exporter, with metrics."""
+    exporter = InMemorySpanExporter()
+    client = TracingClient("svc", 1.0, exporter)
+    baseplate = metrics_baseplate(statsd)
+    baseplate.configure_tracing(client)
+    return baseplate, client, exporter
+
+
+def health_check_app(baseplate: Baseplate, **options: Any) -> webtest.TestApp:
+    config = Configurator()
+    config.include(BaseplateConfigurator(baseplate, **options).includeme)
+    config.add_health_check()
+    config.add_route("example", "/example")
+    config.add_view(describe_trace, route_name="example", renderer="json")
+    return make_app(config)
+
+
+def test_health_checks_are_neither_traced_nor_timed_by_default(statsd, spans):
+    baseplate, client, exporter = traced_and_timed_baseplate(statsd)
+    recorder = RecordingObserver()
+    baseplate.register(recorder)
+    app = health_check_app(baseplate)
+
+    assert app.get("/health").text == "OK"
+    assert app.get("/example").status_int == 200
+    assert client.flush()
+    assert [span.name for span in exporter.get_finished_spans()] == ["example"]
+    # Unsampled, so not even the provider's own processors record it.
+    assert [span.name for span in spans.get_finished_spans()] == ["example"]
+    [datagram] = statsd.received()  # the example request's alone
+    assert "health" not in datagram.decode()
+    # The other observers still see the health check.
+    assert ("health", "on_finish", None) in finish_events(recorder)
+
+
+def test_health_checks_are_traced_and_timed_when_asked(statsd):
+    baseplate, client, exporter = traced_and_timed_baseplate(statsd)
+    app = health_check_app(baseplate, observe_health_checks=True)
+
+    assert app.get("/health").text == "OK"
+    assert client.flush()
+    assert [span.name for span in exporter.get_finished_spans()] == ["health"]
+    [datagram] = statsd.received()
+    assert datagram.decode().split("\n")[1:] == ["svc.server.health.success:1|c"]
 
 
 # -- a real gevent WSGI server ----------------------------------------------------------

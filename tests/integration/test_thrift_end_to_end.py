@@ -250,14 +250,14 @@ def server_metrics(server_statsd, upstream, downstream) -> Metrics:
     """The server's metrics from this test on.
 
     The server sends a call's metrics after its answer, so those of an
-    earlier test's last call may still be on their way: a health check goes
-    first, and once its own metrics are in, everything before it is, and is
+    earlier test's last call may still be on their way: a call goes first,
+    and once its own metrics are in, everything before it is, and is
     forgotten.
     """
     barrier = Metrics(server_statsd)
     with upstream.pool.connection() as protocol:
-        assert downstream.Client(protocol).is_healthy()
-    barrier.wait_for("downstream.server.is_healthy")
+        downstream.Client(protocol).echo("barrier")
+    barrier.wait_for("downstream.server.echo")
     return Metrics(server_statsd)
 
 
@@ -464,6 +464,19 @@ def test_healthcheck_ok(running, service):
         "baseplate-healthcheck", "thrift", f"127.0.0.1:{port}", cwd=service.directory
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "OK!\n", "")
+
+
+def test_healthcheck_sends_no_server_metrics(running, service, server_metrics, upstream):
+    _, port = running
+    result = run_command(
+        "baseplate-healthcheck", "thrift", f"127.0.0.1:{port}", cwd=service.directory
+    )
+    assert result.returncode == 0
+    upstream.call("after the health check")
+    server_metrics.wait_for("downstream.server.echo")
+    # The server's metrics come in the order of its calls: the health check's
+    # would be in by now.
+    assert [name for name, _, _ in server_metrics.lines if "is_healthy" in name] == []
 
 
 def test_healthcheck_unhealthy(running, service):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.protocol.THeaderProtocol import THeaderProtocolFactory
@@ -31,6 +32,7 @@ from thrift.transport.TTransport import TFramedTransport, TTransportException
 
 from baseplate import config, metrics
 from baseplate.core import Baseplate, EdgeRequestContextFactory
+from baseplate.diagnostics.tracing import TracingClient
 from baseplate.integration.thrift import BaseplateProcessorEventHandler
 from baseplate.secrets import SecretsStore
 from baseplate.testing import RecordingObserver
@@ -209,10 +211,16 @@ def handler(inspector) -> Handler:
 
 @pytest.fixture
 def serve(inspector, baseplate, handler) -> Iterator[Callable[..., ThriftServer]]:
-    def start(edge_context_factory: EdgeRequestContextFactory | None = None) -> ThriftServer:
+    def start(
+        edge_context_factory: EdgeRequestContextFactory | None = None,
+        observe_health_checks: bool = False,
+    ) -> ThriftServer:
         processor = inspector.ContextProcessor(handler)
         event_handler = BaseplateProcessorEventHandler(
-            logging.getLogger(HANDLER_LOGGER), baseplate, edge_context_factory
+            logging.getLogger(HANDLER_LOGGER),
+            baseplate,
+            edge_context_factory,
+            observe_health_checks=observe_health_checks,
         )
         processor.setEventHandler(event_handler)
         return ThriftServer(processor)
@@ -524,6 +532,42 @@ def test_oneway_call_gets_a_span(server, connect, handler, recorder):
 def test_health_check_method_inherited_from_baseplate(server, connect, recorder):
     assert connect(server).is_healthy() is True
     assert finished(recorder, "is_healthy") == [("is_healthy", "on_finish", None)]
+
+
+def trace_and_time(baseplate: Baseplate, statsd: Any) -> tuple[TracingClient, Any]:
+    """Sample every trace into an in-memory exporter, and send metrics to ``statsd``."""
+    exporter = InMemorySpanExporter()
+    client = TracingClient("svc", 1.0, exporter)
+    baseplate.configure_tracing(client)
+    baseplate.configure_metrics(metrics.make_client("svc", config.Endpoint(statsd.endpoint)))
+    return client, exporter
+
+
+def test_health_checks_are_neither_traced_nor_timed_by_default(
+    baseplate, server, connect, recorder, statsd, spans
+):
+    client, exporter = trace_and_time(baseplate, statsd)
+    thrift = connect(server)
+    assert thrift.is_healthy() is True
+    thrift.describe()
+    finished(recorder, "describe")  # calls finish in order: is_healthy is done too
+    assert client.flush()
+    assert [span.name for span in exporter.get_finished_spans()] == ["describe"]
+    # Unsampled, so not even the provider's own processors record it.
+    assert [span.name for span in spans.get_finished_spans()] == ["describe"]
+    lines = metric_lines(statsd)  # describe's: is_healthy sent none before it
+    assert lines[1:] == ["svc.server.describe.success:1|c"]
+    # The other observers still see the health check.
+    assert finished(recorder, "is_healthy") == [("is_healthy", "on_finish", None)]
+
+
+def test_health_checks_are_traced_and_timed_when_asked(baseplate, serve, connect, statsd):
+    client, exporter = trace_and_time(baseplate, statsd)
+    assert connect(serve(observe_health_checks=True)).is_healthy() is True
+    lines = metric_lines(statsd)
+    assert lines[1:] == ["svc.server.is_healthy.success:1|c"]
+    assert client.flush()
+    assert [span.name for span in exporter.get_finished_spans()] == ["is_healthy"]
 
 
 # -- metrics -------------------------------------------------------------------

@@ -79,6 +79,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 from baseplate._wsgi import LOGGED_EXCEPTION_KEY
 from baseplate.core import Baseplate, ExcInfo, ServerSpan, TraceInfo
 from baseplate.core._trace_info import continued_trace, header_names_by_field
+from baseplate.integration._health_checks import PYRAMID_HEALTH_ROUTES_KEY, make_health_check_span
 from bridge.propagation import HTTP_HEADERS
 
 __all__ = [
@@ -202,12 +203,20 @@ class BaseplateConfigurator:
     :param header_trust_handler: Decides per request whether its trace and
         edge headers are trusted; without one, a :class:`StaticTrustHandler`
         of ``trust_trace_headers`` does.
+    :param observe_health_checks: Whether tracing and metrics see the
+        requests of the routes :func:`add_health_check` adds. By default
+        they do not: each is an unsampled new trace, exported by no tracing
+        client and timed by no metrics observer, whose request has every
+        context attribute but ``metrics``.
 
     .. warning::
 
         Do not set ``trust_trace_headers`` to True unless you are sure your
         application is only accessible by trusted sources (usually
         backend-only services).
+
+    .. versionchanged:: 0.31
+       The ``observe_health_checks`` option.
     """
 
     def __init__(
@@ -216,6 +225,8 @@ class BaseplateConfigurator:
         trust_trace_headers: bool = False,
         edge_context_factory: EdgeContextFactory | None = None,
         header_trust_handler: HeaderTrustHandler | None = None,
+        *,
+        observe_health_checks: bool = False,
     ) -> None:
         self.baseplate = baseplate
         self.trust_trace_headers = bool(trust_trace_headers)
@@ -223,6 +234,10 @@ class BaseplateConfigurator:
         self.header_trust_handler = header_trust_handler or StaticTrustHandler(
             self.trust_trace_headers
         )
+        self._observe_health_checks = observe_health_checks
+        #: The routes whose requests are health checks kept out of tracing
+        #: and metrics, learnt when the application is made.
+        self._health_check_routes: frozenset[str] = frozenset()
 
     def includeme(self, config: Any) -> None:
         """Install the integration; pass this to ``Configurator.include``.
@@ -245,6 +260,9 @@ class BaseplateConfigurator:
 
     def _on_application_created(self, event: Any) -> None:
         event.app.baseplate = self.baseplate
+        if not self._observe_health_checks:
+            routes = event.app.registry.get(PYRAMID_HEALTH_ROUTES_KEY, ())
+            self._health_check_routes = self._health_check_routes.union(routes)
 
     # -- the start of a request -----------------------------------------------
 
@@ -252,6 +270,9 @@ class BaseplateConfigurator:
         request = event.request
         route = request.matched_route
         if route is None:
+            return
+        if route.name in self._health_check_routes:
+            self._start_health_check_span(request, route.name)
             return
         trace_info = remote_parent = None
         if self.header_trust_handler.should_trust_trace_headers(request):
@@ -284,6 +305,12 @@ class BaseplateConfigurator:
         if notify:
             request.registry.notify(ServerSpanInitialized(request))
         return server_span
+
+    def _start_health_check_span(self, request: Any, name: str) -> None:
+        server_span = make_health_check_span(self.baseplate, request, name)
+        setattr(request, _SPAN_ATTRIBUTE, server_span)
+        server_span.start()
+        request.registry.notify(ServerSpanInitialized(request))
 
     def _attach_edge_context(self, request: Any) -> None:
         header = request.headers.get(_EDGE_HEADER)
@@ -451,7 +478,9 @@ def add_health_check(
 
     ``GET path`` answers 200 ``OK`` (``text/plain``) when the service is
     healthy and 503 with the reason otherwise. After ``includeme`` it is also
-    the config directive ``config.add_health_check(...)``.
+    the config directive ``config.add_health_check(...)``. Its requests are
+    kept out of tracing and metrics, unless the :class:`BaseplateConfigurator`
+    was made with ``observe_health_checks=True``.
 
     :param config: The Pyramid configurator.
     :param checker: Called with the request (the context object, with every
@@ -477,6 +506,7 @@ def add_health_check(
 
     config.add_route(route_name, path, request_method=("GET", "HEAD"))
     config.add_view(health_check, route_name=route_name)
+    config.registry.setdefault(PYRAMID_HEALTH_ROUTES_KEY, set()).add(route_name)
 
 
 def _unhealthy(reason: str) -> Any:
