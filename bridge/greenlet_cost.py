@@ -4,7 +4,7 @@ Under gevent one thread runs every request, switching between their
 greenlets whenever one waits for I/O. A request that computes for a long
 time without waiting holds the hub, and every other request in the process
 stalls until it lets go. :class:`GreenletCostTracker` follows the switches
-(through :func:`greenlet.settrace`, which calls it on every switch of the
+(through ``greenlet.settrace``, which calls it on every switch of the
 thread it was installed in) and charges each stretch a request's greenlet
 ran to that request:
 
@@ -19,8 +19,8 @@ ran to that request:
 
 Only the greenlet that called :meth:`GreenletCostTracker.begin` is counted:
 greenlets a request spawns are not charged to it. A switch costs one or two
-clock readings, and nothing is done per request besides :meth:`begin` and
-:meth:`end`.
+clock readings, and nothing is done per request besides :meth:`GreenletCostTracker.begin`
+and :meth:`GreenletCostTracker.end`.
 """
 
 from __future__ import annotations

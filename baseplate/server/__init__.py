@@ -22,7 +22,9 @@ callable.
 The process is patched by gevent before anything else is imported, and
 nothing creates a thread or the tracer provider until the application does,
 so it is safe to run under a forking socket manager such as Einhorn. See
-``docs/serve.rst`` for logging, Einhorn, ``--reload`` and signals.
+``docs/serve.rst`` for logging, Einhorn, ``--reload`` and signals, and
+:mod:`baseplate.server.runtime_monitor` for the ``monitoring.*`` options and
+what each request's server span says it cost.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from baseplate.config import ConfigurationError
-from baseplate.server import _listener, _reload, einhorn
+from baseplate.server import _listener, _reload, einhorn, runtime_monitor
 from baseplate.server._config import (
     ConfigFileError,
     factory_options,
@@ -139,6 +141,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             listener,
             app,
         )
+        monitor = _call_factory(
+            runtime_monitor.start,
+            args.config_file,
+            server_section,
+            server_options,
+            app,
+            getattr(server, "handler_pool", None),
+        )
     except Exception as exc:
         if watcher is not None:
             _wait_for_fix(exc, watcher, listener, debug=args.debug)
@@ -146,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         raise
-    return _serve(server, listener, watcher)
+    return _serve(server, listener, watcher, monitor)
 
 
 def _make_listener(args: argparse.Namespace) -> socket.socket:
@@ -203,7 +213,12 @@ def _wait_for_fix(
         raise SystemExit(1) from None
 
 
-def _serve(server: Any, listener: socket.socket, watcher: _reload.SourceWatcher | None) -> int:
+def _serve(
+    server: Any,
+    listener: socket.socket,
+    watcher: _reload.SourceWatcher | None,
+    monitor: runtime_monitor.RuntimeMonitor,
+) -> int:
     import gevent.event
 
     stopping = gevent.event.Event()
@@ -234,6 +249,7 @@ def _serve(server: Any, listener: socket.socket, watcher: _reload.SourceWatcher 
     stop_started = time.monotonic()
     server.stop()
     logger.info("stopped")
+    monitor.stop()
     _shut_telemetry_down(server, stop_started)
     for handler in handlers:
         handler.cancel()
