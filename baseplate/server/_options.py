@@ -12,6 +12,19 @@ COMMON_SPEC: dict[str, Any] = {
     "stop_timeout": config.Optional(config.Seconds, default=0.0),
 }
 
+#: The runtime monitor's options (the original's keys and defaults), which
+#: :mod:`baseplate.server.runtime_monitor` reads; every server section may have them.
+MONITORING_SPEC: dict[str, Any] = {
+    "monitoring": {
+        "blocked_hub": config.Optional(config.Timespan, default=None),
+        "concurrency": config.Optional(config.Boolean, default=True),
+        "gc": {
+            "stats": config.Optional(config.Boolean, default=True),
+            "timing": config.Optional(config.Boolean, default=False),
+        },
+    }
+}
+
 
 def parse_server_config(
     server_config: Mapping[str, str], extra_spec: Mapping[str, Any] | None = None
@@ -27,5 +40,5 @@ def parse_server_config(
     spec = {**COMMON_SPEC, **(extra_spec or {})}
     inherited: frozenset[str] = getattr(server_config, "inherited", frozenset())
     own_options = {key: value for key, value in server_config.items() if key not in inherited}
-    config.warn_unknown_keys(own_options, spec, "")
+    config.warn_unknown_keys(own_options, {**spec, **MONITORING_SPEC}, "")
     return config.parse_config(server_config, spec)

@@ -42,6 +42,7 @@ from baseplate import config
 from baseplate.core._spans import count_runtime_cost
 from baseplate.diagnostics.metrics import MetricsBaseplateObserver
 from baseplate.metrics import Batch, Client
+from baseplate.server._options import MONITORING_SPEC
 from bridge.greenlet_cost import GreenletCostTracker
 
 __all__ = ["REPORT_INTERVAL_SECONDS", "RuntimeMonitor", "start"]
@@ -50,17 +51,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between reports.
 REPORT_INTERVAL_SECONDS = 10
-
-MONITORING_SPEC: dict[str, Any] = {
-    "monitoring": {
-        "blocked_hub": config.Optional(config.Timespan, default=None),
-        "concurrency": config.Optional(config.Boolean, default=True),
-        "gc": {
-            "stats": config.Optional(config.Boolean, default=True),
-            "timing": config.Optional(config.Boolean, default=False),
-        },
-    }
-}
 
 
 class _Reporter(Protocol):

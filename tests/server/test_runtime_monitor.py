@@ -152,6 +152,7 @@ def test_a_busy_request_is_named_by_the_blocked_hub_report_and_carries_its_cost(
         rf"serving trace id {busy_trace}\b"
     )
     report = server.output[server.output.index(f"trace id {busy_trace}") :]
+    assert "unknown configuration key" not in server.output
     assert re.search(r"costapp\.py.*in busy_loop", report)
     assert server.stop() == 0
 
