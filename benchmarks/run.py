@@ -14,6 +14,7 @@ from benchmarks import (
     events,
     experiments,
     metrics_throughput,
+    runtime_cost,
     span_overhead,
     thrift_frames,
     thrift_server,
@@ -25,6 +26,7 @@ from benchmarks import (
 BENCHMARKS = [
     metrics_throughput,
     span_overhead,
+    runtime_cost,
     trace_export_throughput,
     trace_export_request_path,
     wsgi,
