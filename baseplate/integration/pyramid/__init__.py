@@ -35,6 +35,9 @@ How a request is instrumented:
   at ERROR, while the span is current, so the record has the request's trace
   id) before it goes on to the WSGI server; ``baseplate-serve`` then answers
   500 without logging it again.
+* The routes :func:`add_health_check` adds are health checks: their span is
+  a new, unsampled trace that the tracing and metrics observers do not hear
+  of, unless the configurator was made with ``observe_health_checks=True``.
 
 Trace headers (``X-Trace``, ``X-Parent``, ``X-Span``, ``X-Sampled``,
 ``X-Flags`` and their ``X-B3-`` aliases) and the ``X-Edge-Request`` header are
