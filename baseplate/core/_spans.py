@@ -28,6 +28,7 @@ from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
 from baseplate.metrics import Batch
 from bridge import creation, current, processor, provider, routing
+from bridge._otel_internals import add_number_attributes
 from bridge.ids import DEBUG_FLAG, MAX_ID, random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE, SHARED_ATTRIBUTE
 
@@ -516,7 +517,7 @@ def _record_cost(span: ServerSpan, tracker: GreenletCostTracker, cost: RequestCo
     tracker.end(cost)
     otel_span = span._otel_span
     if otel_span is not None and otel_span.is_recording():
-        otel_span.set_attributes(cost.attributes())
+        add_number_attributes(otel_span, cost.attributes())
     batch = getattr(span.context, "metrics", None)
     if isinstance(batch, Batch):
         batch.timer("server." + span.name + CPU_TIMER_SUFFIX).send(cost.cpu_time)

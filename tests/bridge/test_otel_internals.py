@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.utils import (
     suppress_http_instrumentation,
     suppress_instrumentation,
 )
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from bridge import _otel_internals as internals
@@ -74,3 +74,25 @@ def test_the_zipkin_encoder_hook_adjusts_each_span():
     [encoded] = json.loads(encoder.serialize([span], NodeEndpoint()))
     assert encoded["adjusted"] is True
     assert seen == [span]
+
+
+def test_number_attributes_reach_the_span_as_set_attributes_would():
+    provider = TracerProvider(shutdown_on_exit=False)
+    span = provider.get_tracer(__name__).start_span("request")
+    span.set_attribute("already", "there")
+    internals.add_number_attributes(span, {"runtime.yields": 3, "runtime.cpu_time_ms": 1.5})
+    span.end()
+    assert dict(span.attributes) == {
+        "already": "there",
+        "runtime.yields": 3,
+        "runtime.cpu_time_ms": 1.5,
+    }
+
+
+def test_number_attributes_respect_the_span_attribute_limit():
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_span_attributes=2))
+    span = provider.get_tracer(__name__).start_span("request")
+    span.set_attribute("first", 1)
+    internals.add_number_attributes(span, {"second": 2, "third": 3})
+    span.end()
+    assert len(span.attributes) == 2  # the SDK's own eviction applied, not an overflow
