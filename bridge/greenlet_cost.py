@@ -98,23 +98,50 @@ class GreenletCostTracker:
         self._running: RequestCost | None = None
         self._previous_trace: Any = None
         self._installed = False
+        #: Whether :meth:`_on_switch` is in the thread's chain of trace functions.
+        self._chained = False
+        #: Requests that held the thread at least this long are kept after they end.
+        self._hold_threshold = float("inf")
+        self._hold_retention = 0.0
+        #: Greenlet: (the last request that held the thread in it, when that request ended).
+        self._held: dict[object, tuple[RequestCost, float]] = {}
 
     def install(self) -> None:
         """Start following switches, keeping (and calling) any trace function already set."""
         if self._installed:
             return
-        self._previous_trace = greenlet.settrace(self._on_switch)
+        if not self._chained:
+            self._previous_trace = greenlet.settrace(self._on_switch)
+            self._chained = True
         self._installed = True
 
     def uninstall(self) -> None:
-        """Stop following switches; put back the trace function that was set before."""
+        """Stop following switches; put back the trace function that was set before.
+
+        If a trace function set since (such as the one of gevent's monitoring
+        thread) calls this one, this one stays in that chain, counting nothing,
+        so that the later one keeps working.
+        """
         if not self._installed:
             return
-        greenlet.settrace(self._previous_trace)
-        self._previous_trace = None
+        if greenlet.gettrace() == self._on_switch:
+            greenlet.settrace(self._previous_trace)
+            self._previous_trace = None
+            self._chained = False
         self._installed = False
         self._costs.clear()
+        self._held.clear()
         self._running = None
+
+    def keep_holders(self, min_run: float, retention: float) -> None:
+        """Remember, for ``retention`` seconds after it ends, each request that held the thread.
+
+        A request holds the thread when it runs ``min_run`` seconds or more
+        without switching away; :meth:`holder_in` then still finds it once it
+        has ended, as a monitor that notices the hold late needs.
+        """
+        self._hold_threshold = min_run
+        self._hold_retention = retention
 
     def begin(self, label: object) -> RequestCost | None:
         """Start counting the current greenlet's running time as one request's.
@@ -137,10 +164,26 @@ class GreenletCostTracker:
         current = greenlet.getcurrent()
         if self._costs.get(current) is cost:
             del self._costs[current]
+            glets: list[object] = [current]
         else:  # ended from another greenlet than the one that began it
-            for glet, counted in list(self._costs.items()):
-                if counted is cost:
-                    del self._costs[glet]
+            glets = [glet for glet, counted in list(self._costs.items()) if counted is cost]
+            for glet in glets:
+                del self._costs[glet]
+        if cost.longest_run >= self._hold_threshold:
+            self._keep_holder(glets, cost)
+
+    def _keep_holder(self, glets: list[object], cost: RequestCost) -> None:
+        now = _perf_counter()
+        held = self._held
+        for glet in glets:
+            held.pop(glet, None)  # re-inserted last: the dict stays in order of ending
+            held[glet] = (cost, now)
+        expired = now - self._hold_retention
+        while held:
+            oldest = next(iter(held))
+            if held[oldest][1] >= expired:
+                break
+            del held[oldest]
 
     def label_of(self, glet: object) -> object | None:
         """The label of the request ``glet`` is counted for, if any.
@@ -148,6 +191,27 @@ class GreenletCostTracker:
         Safe to call from another thread (a monitoring thread, for example).
         """
         cost = self._costs.get(glet)
+        return None if cost is None else cost.label
+
+    def holder_in(self, glet: object) -> object | None:
+        """The label of the request that held the thread in ``glet`` most recently, if any.
+
+        That is the request ``glet`` serves now if it holds the thread now or
+        held it earlier, else the last request that held it in ``glet`` and
+        ended less than the retention of :meth:`keep_holders` ago, else the
+        request ``glet`` serves now (None if it serves none). Safe to call
+        from another thread (a monitoring thread, for example).
+        """
+        cost = self._costs.get(glet)
+        if cost is not None:
+            threshold = self._hold_threshold
+            if cost.longest_run >= threshold or (
+                self._running is cost and _perf_counter() - cost._run_since >= threshold
+            ):
+                return cost.label
+        held = self._held.get(glet)
+        if held is not None:
+            return held[0].label
         return None if cost is None else cost.label
 
     def _on_switch(self, event: str, args: tuple[greenlet.greenlet, greenlet.greenlet]) -> None:

@@ -28,9 +28,7 @@ import gc
 import logging
 import os
 import socket
-import sys
 import time
-import traceback
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -51,6 +49,10 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between reports.
 REPORT_INTERVAL_SECONDS = 10
+
+#: Seconds a request that held the event loop is remembered after it ends, for
+#: the blocked-hub report that gevent's monitoring thread may make late.
+HOLDER_RETENTION_SECONDS = 10.0
 
 
 class _Reporter(Protocol):
@@ -76,16 +78,25 @@ class _ConcurrencyReporter:
 class _BlockedHubReporter:
     """The timer ``hub_blocked``, and a WARNING naming the request, each time the loop is held.
 
-    gevent's monitoring thread calls :meth:`on_gevent_event`, in that thread,
-    while the greenlet is still holding the loop: the stack shown is the
-    one it had then.
+    gevent's monitoring thread notices a block when a whole check period
+    (``max_blocking_time``) went by without a greenlet switch; it then takes
+    the stack of the hub's thread, builds its report (which walks every
+    object of the process to list the greenlets, and lets the hub's thread
+    run meanwhile), and only then calls :meth:`on_gevent_event`, in the
+    monitoring thread. By then the greenlet may have let go of the loop and
+    its request may have ended: the stack shown is the one gevent took when
+    it noticed the block, and the request is the one the tracker saw hold
+    the loop in that greenlet (it keeps those for :data:`HOLDER_RETENTION_SECONDS`).
     """
 
     def __init__(self, max_blocking_time: float, tracker: GreenletCostTracker) -> None:
         self.tracker = tracker
         self.times_blocked: list[float] = []
         hub = gevent.get_hub()
-        self._hub_thread = hub.thread_ident
+        # gevent reports a greenlet that ran a whole check period without
+        # switching; the tracker's clock readings are taken a little later
+        # than gevent's switch count, hence the margin.
+        tracker.keep_holders(max_blocking_time / 2, HOLDER_RETENTION_SECONDS)
         gevent.config.monitor_thread = True
         gevent.config.max_blocking_time = max_blocking_time
         # This report replaces the one gevent prints to stderr.
@@ -98,21 +109,31 @@ class _BlockedHubReporter:
             return
         # Swapped out whole by report(): appending is atomic under the GIL.
         self.times_blocked.append(event.blocking_time)
-        trace_id = self.tracker.label_of(event.greenlet)
-        frame = sys._current_frames().get(self._hub_thread)
-        stack = "".join(traceback.format_stack(frame)) if frame is not None else "(unknown)\n"
+        trace_id = self.tracker.holder_in(event.greenlet)
         serving = "outside any request" if trace_id is None else f"serving trace id {trace_id}"
         logger.warning(
             "the event loop was blocked for more than %g s by a greenlet %s; its stack:\n%s",
             event.blocking_time,
             serving,
-            stack.rstrip("\n"),
+            _blocked_stack(event.info).rstrip("\n"),
         )
 
     def report(self, batch: Batch) -> None:
         times_blocked, self.times_blocked = self.times_blocked, []
         for time_blocked in times_blocked:
             batch.timer("hub_blocked").send(time_blocked)
+
+
+def _blocked_stack(report: list[str]) -> str:
+    """The stack of the blocked thread in gevent's report (a list of lines), as gevent formatted it.
+
+    gevent's report has the line ``Blocked Stack (for thread id ...):``
+    followed by the stack as one string.
+    """
+    for index, line in enumerate(report[:-1]):
+        if isinstance(line, str) and line.startswith("Blocked Stack"):
+            return str(report[index + 1])
+    return "(unknown)"
 
 
 class _GCStatsReporter:

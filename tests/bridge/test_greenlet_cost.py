@@ -106,6 +106,84 @@ def test_label_of_names_the_request_a_greenlet_serves(tracker):
     assert tracker.label_of(object()) is None
 
 
+def test_holder_in_names_a_request_that_held_the_thread_after_it_ended(tracker):
+    tracker.keep_holders(0.02, 10.0)
+    glets = {}
+    held_now = []
+
+    def request(label, seconds):
+        glets[label] = greenlet.getcurrent()
+        cost = tracker.begin(label)
+        burn(seconds)
+        held_now.append(tracker.holder_in(greenlet.getcurrent()))  # still holding it
+        tracker.end(cost)
+
+    gevent.spawn(request, "busy", 0.03).join()
+    gevent.spawn(request, "quick", 0.0).join()
+    assert held_now == ["busy", "quick"]  # the request it serves now, failing a holder
+    assert tracker.label_of(glets["busy"]) is None  # it ended
+    assert tracker.holder_in(glets["busy"]) == "busy"
+    assert tracker.holder_in(glets["quick"]) is None  # it never held the thread
+
+
+def test_holder_in_prefers_the_request_that_held_the_thread_in_a_reused_greenlet(tracker):
+    tracker.keep_holders(0.02, 10.0)
+    seen = []
+
+    def connection():
+        first = tracker.begin("busy")
+        burn(0.03)
+        tracker.end(first)
+        gevent.sleep(0)  # waits for the next request on the connection
+        second = tracker.begin("next")
+        seen.append(tracker.label_of(greenlet.getcurrent()))
+        seen.append(tracker.holder_in(greenlet.getcurrent()))
+        tracker.end(second)
+
+    gevent.spawn(connection).join()
+    assert seen == ["next", "busy"]
+
+
+def test_holders_are_forgotten_after_the_retention(tracker):
+    tracker.keep_holders(0.01, 0.0)
+    glets = []
+
+    def request(label):
+        glets.append(greenlet.getcurrent())
+        cost = tracker.begin(label)
+        burn(0.015)
+        tracker.end(cost)
+
+    gevent.spawn(request, "first").join()
+    gevent.spawn(request, "second").join()  # ending it expires the first
+    assert tracker.holder_in(glets[0]) is None
+    assert list(tracker._held) == [glets[1]]
+
+
+def test_uninstall_keeps_a_later_trace_function_working():
+    calls = []
+    tracker = GreenletCostTracker(gevent.get_hub())
+    tracker.install()
+
+    def later(event, args):
+        calls.append(event)
+        chained(event, args)
+
+    chained = greenlet.settrace(later)  # as gevent's monitoring thread does
+    try:
+        tracker.uninstall()
+        assert greenlet.gettrace() is later
+        gevent.sleep(0)
+        assert calls
+        tracker.install()  # back in counting, without a second link in the chain
+        assert greenlet.gettrace() is later
+        assert gevent.spawn(tracker.begin, "r").get() is not None
+    finally:
+        greenlet.settrace(tracker._previous_trace)
+        tracker._chained = False
+        tracker.uninstall()
+
+
 def test_the_previous_trace_function_keeps_being_called_and_is_put_back():
     calls = []
 
