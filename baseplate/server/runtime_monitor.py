@@ -19,7 +19,11 @@ its stack, with or without a metrics client.
 
 The monitor also counts what each request costs the process (see
 :mod:`bridge.greenlet_cost`): its server span carries the figures, and its
-CPU time is sent beside the request's timer.
+CPU time is sent beside the request's timer. ``monitoring.request_cost =
+false`` (new; default true) turns that off, and with it the following of
+greenlet switches, which costs each request a few microseconds; a
+``monitoring.blocked_hub`` report needs it to name the request, so setting
+``blocked_hub`` keeps it on.
 """
 
 from __future__ import annotations
@@ -174,7 +178,7 @@ class RuntimeMonitor:
 
     def __init__(
         self,
-        tracker: GreenletCostTracker,
+        tracker: GreenletCostTracker | None,
         client: Client | None,
         reporters: list[_Reporter],
     ) -> None:
@@ -215,8 +219,9 @@ class RuntimeMonitor:
                 reporter.close()
             elif isinstance(reporter, _BlockedHubReporter):
                 gevent.events.subscribers.remove(reporter.on_gevent_event)
-        count_runtime_cost(None)
-        self.tracker.uninstall()
+        if self.tracker is not None:
+            count_runtime_cost(None)
+            self.tracker.uninstall()
 
 
 def start(server_config: Mapping[str, str], application: Any, pool: Any) -> RuntimeMonitor:
@@ -229,9 +234,14 @@ def start(server_config: Mapping[str, str], application: Any, pool: Any) -> Runt
     :raises baseplate.config.ConfigurationError: A ``monitoring.*`` key is invalid.
     """
     cfg = config.parse_config(server_config, MONITORING_SPEC)
-    tracker = GreenletCostTracker(gevent.get_hub())
-    tracker.install()
-    count_runtime_cost(tracker)
+    # Following switches costs every request a few microseconds (see
+    # docs/runtime_monitor.rst); monitoring.request_cost = false saves them,
+    # unless blocked_hub needs the tracker to name the request that blocked.
+    tracker: GreenletCostTracker | None = None
+    if cfg.monitoring.request_cost or cfg.monitoring.blocked_hub is not None:
+        tracker = GreenletCostTracker(gevent.get_hub())
+        tracker.install()
+        count_runtime_cost(tracker)
 
     client = _metrics_client_of(application)
     if client is None:
@@ -242,7 +252,7 @@ def start(server_config: Mapping[str, str], application: Any, pool: Any) -> Runt
             reporters.append(_ConcurrencyReporter(pool))
         else:
             logger.info("monitoring.concurrency disabled: the server has no pool of handlers")
-    if cfg.monitoring.blocked_hub is not None:
+    if cfg.monitoring.blocked_hub is not None and tracker is not None:
         reporters.append(_BlockedHubReporter(cfg.monitoring.blocked_hub.total_seconds(), tracker))
     if cfg.monitoring.gc.stats and client is not None:
         reporters.append(_GCStatsReporter())

@@ -273,3 +273,18 @@ def test_invalid_keys_are_configuration_errors(app):
     with pytest.raises(config.ConfigurationError, match=r"monitoring\.blocked_hub"):
         runtime_monitor.start({"monitoring.blocked_hub": "soon"}, app, None)
     assert ServerSpan.start is Span.start
+
+
+def test_request_cost_can_be_turned_off(servers, tmp_path, statsd):
+    server, spans = start_server(
+        servers, tmp_path, statsd, monitoring="monitoring.request_cost = false"
+    )
+    status, trace_id = http_get(server.address(), "/sleep?0.01")
+    assert status == 200
+    attributes = span_of(spans, int(trace_id))["attributes"]
+    assert not any(key.startswith("runtime.") for key in attributes)
+    lines = [line for datagram in statsd.received() for line in datagram.split(b"\n")]
+    assert timers(lines, "server.sleep")  # the request itself is still timed
+    assert timers(lines, "server.sleep.cpu_time") == []
+    assert "unknown configuration key" not in server.output
+    assert server.stop() == 0
