@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import posix_ipc
 import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from baseplate.testing import StatsdCapture, recorded_spans
 from tests.http_standin import HTTPStandIn, serving
@@ -60,6 +62,20 @@ def _close_metrics_sockets(monkeypatch):
     yield
     for transport in transports:
         transport.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_span_left_current():
+    """Fail the test that leaves a span current, and clear it for the tests after it.
+
+    A leaked current span makes every later test's spans its children, so
+    the failure would otherwise show up far from its cause.
+    """
+    yield
+    leaked = trace.get_current_span()
+    if leaked is not trace.INVALID_SPAN:
+        otel_context.attach(otel_context.Context())
+        pytest.fail(f"the test left a span current: {leaked!r}")
 
 
 @pytest.fixture

@@ -187,7 +187,10 @@ def test_an_interrupted_statement_ends_its_span_as_a_failure(
     context = SimpleNamespace()
     with baseplate.make_server_span(context, "handler"):
         with context.db.connect() as connection, pytest.raises(Deadline):
-            deadline(0.2)
+            # Long enough that it lands while the server sleeps, not while a
+            # loaded machine is still on the way there (in the span's own
+            # set-up, which an exception from a signal would leave half done).
+            deadline(1.0)
             connection.execute(text(SLEEP[database.kind]))
         with context.db.connect() as connection:
             assert connection.execute(text("SELECT 1")).scalar_one() == 1

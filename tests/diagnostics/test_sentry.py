@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from opentelemetry import context as otel_context
 from sentry_sdk.scope import Scope
 
 from baseplate import error_reporter_from_config
@@ -511,6 +512,9 @@ def test_request_finished_in_another_thread_does_not_break(spans, reporters, sen
     # This thread still holds the request's scope; the next request forks
     # from it but never shares its data.
     assert Scope.get_isolation_scope() is not before
+    # Started here and finished in another thread, the span is still this
+    # thread's current one: clear it, as the next request here would.
+    otel_context.attach(otel_context.Context())
 
 
 # -- configuration ---------------------------------------------------------------

@@ -566,8 +566,10 @@ def test_health_checks_are_traced_and_timed_when_asked(baseplate, serve, connect
     assert connect(serve(observe_health_checks=True)).is_healthy() is True
     lines = metric_lines(statsd)
     assert lines[1:] == ["svc.server.is_healthy.success:1|c"]
-    assert client.flush()
-    assert [span.name for span in exporter.get_finished_spans()] == ["is_healthy"]
+    # The reply (and the metrics) can leave before the server's span has
+    # ended: wait for the export rather than flush once.
+    exported = wait_until(lambda: client.flush() and exporter.get_finished_spans(), "the export")
+    assert [span.name for span in exported] == ["is_healthy"]
 
 
 # -- metrics -------------------------------------------------------------------
