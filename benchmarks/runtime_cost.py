@@ -29,12 +29,11 @@ from collections.abc import Callable
 
 import gevent
 
-from baseplate.core import Baseplate, TraceInfo
+from baseplate.core import Baseplate
 from baseplate.core._spans import CPU_TIMER_SUFFIX, count_runtime_cost
-from benchmarks.span_overhead import CHILD_NAMES, SERVER_NAME, _facade_baseplate
+from benchmarks.span_overhead import SERVER_NAME, _facade_baseplate, start_facade_request
 from bridge._otel_internals import add_number_attributes
 from bridge.greenlet_cost import CPU_TIME_ATTRIBUTE, GreenletCostTracker
-from bridge.ids import random_id
 
 #: The budget: counting adds at most this many µs to a request of the span workload.
 BUDGET_MICROSECONDS = 3.0
@@ -51,17 +50,7 @@ class _Context:
 def _workload(baseplate: Baseplate, yields: int) -> Workload:
     def requests(n: int) -> None:
         for _ in range(n):
-            trace_info = TraceInfo.from_upstream(
-                random_id(), random_id(), random_id(), sampled=True, flags=None
-            )
-            server = baseplate.make_server_span(_Context(), SERVER_NAME, trace_info)
-            server.start()
-            for name in CHILD_NAMES:
-                child = server.make_child(name)
-                child.start()
-                child.set_tag("peer.service", name)
-                child.log("response", "ok")
-                child.finish()
+            server = start_facade_request(baseplate)
             for _ in range(yields):
                 gevent.sleep(0)
             server.finish()

@@ -42,7 +42,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 from baseplate import metrics_client_from_config
-from baseplate.core import Baseplate, TraceInfo
+from baseplate.core import Baseplate, ServerSpan, TraceInfo
 from baseplate.metrics import Client
 from bridge import processor, provider
 from bridge.ids import random_id
@@ -72,23 +72,31 @@ class _Context:
 # -- the workloads ------------------------------------------------------------
 
 
+def start_facade_request(baseplate: Baseplate) -> ServerSpan:
+    """One simulated request: its server span, started, with its children done.
+
+    The caller finishes it, after whatever else it wants the request to do.
+    """
+    trace_info = TraceInfo.from_upstream(
+        random_id(), random_id(), random_id(), sampled=True, flags=None
+    )
+    server = baseplate.make_server_span(_Context(), SERVER_NAME, trace_info)
+    server.start()
+    for name in CHILD_NAMES:
+        child = server.make_child(name)
+        child.start()
+        child.set_tag("peer.service", name)
+        child.log("response", "ok")
+        child.finish()
+    return server
+
+
 def facade_workload(baseplate: Baseplate) -> Workload:
     """Simulated requests through the facade (shared with the other benchmarks)."""
 
     def facade(n: int) -> None:
         for _ in range(n):
-            trace_info = TraceInfo.from_upstream(
-                random_id(), random_id(), random_id(), sampled=True, flags=None
-            )
-            server = baseplate.make_server_span(_Context(), SERVER_NAME, trace_info)
-            server.start()
-            for name in CHILD_NAMES:
-                child = server.make_child(name)
-                child.start()
-                child.set_tag("peer.service", name)
-                child.log("response", "ok")
-                child.finish()
-            server.finish()
+            start_facade_request(baseplate).finish()
 
     return facade
 
