@@ -96,11 +96,17 @@ def test_other_bad_values_are_one_line_too(app_dir, options, message):
     assert done.stderr == f"baseplate-serve: error: app.ini: [app:main] {message}\n"
 
 
-def test_a_misspelled_server_option_is_one_warning_naming_the_right_one(servers, app_dir):
-    ini = write_ini(app_dir, "", server_options="stop_timout = 30")
+def started_and_stopped(servers, ini, app_dir):
+    """A server that started on ``ini``, listened, and stopped cleanly: its output is whole."""
     server = servers.start(ini, "--bind", "127.0.0.1:0", cwd=app_dir)
     server.wait_for(LISTENING_RE)
     assert server.stop() == 0
+    return server
+
+
+def test_a_misspelled_server_option_is_one_warning_naming_the_right_one(servers, app_dir):
+    ini = write_ini(app_dir, "", server_options="stop_timout = 30")
+    server = started_and_stopped(servers, ini, app_dir)
     warnings = [line for line in server.lines if "WARNING" in line]
     assert len(warnings) == 1, server.output
     assert re.match(
@@ -114,9 +120,7 @@ def test_a_misspelled_server_option_is_one_warning_naming_the_right_one(servers,
 
 def test_a_misspelled_app_key_under_a_baseplate_prefix_is_one_warning(servers, app_dir):
     ini = write_ini(app_dir, "metrics.namspace = oops\ntracing.smaple_rate = 50%\n")
-    server = servers.start(ini, "--bind", "127.0.0.1:0", cwd=app_dir)
-    server.wait_for(LISTENING_RE)
-    assert server.stop() == 0
+    server = started_and_stopped(servers, ini, app_dir)
     warnings = [line for line in server.lines if "WARNING" in line]
     assert [line.split("[trace=-] ", 1)[1] for line in warnings] == [
         "unknown configuration key metrics.namspace: did you mean metrics.namespace?",
@@ -126,9 +130,7 @@ def test_a_misspelled_app_key_under_a_baseplate_prefix_is_one_warning(servers, a
 
 def test_a_lone_zipkin_endpoint_selects_the_zipkin_exporter_and_says_so(servers, app_dir):
     ini = write_ini(app_dir, "tracing.zipkin.endpoint = http://127.0.0.1:9/api/v2/spans\n")
-    server = servers.start(ini, "--bind", "127.0.0.1:0", cwd=app_dir)
-    server.wait_for(LISTENING_RE)
-    assert server.stop() == 0
+    server = started_and_stopped(servers, ini, app_dir)
     infos = [line for line in server.lines if "baseplate.diagnostics.tracing" in line]
     assert len(infos) == 1, server.output
     assert re.match(

@@ -38,23 +38,20 @@ def inferred(caplog: pytest.LogCaptureFixture) -> list[str]:
     ]
 
 
-def test_a_lone_zipkin_endpoint_means_the_zipkin_exporter(caplog):
+@pytest.mark.parametrize(
+    ("exporter", "options", "exporter_class"),
+    [
+        ("zipkin", {"zipkin__endpoint": ZIPKIN}, ZipkinExporter),
+        ("otlp", {"otlp__endpoint": OTLP}, OTLPSpanExporter),
+    ],
+)
+def test_a_lone_new_endpoint_means_its_exporter(caplog, exporter, options, exporter_class):
     with caplog.at_level(logging.INFO, logger=TRACING_LOGGER):
-        client = make(zipkin__endpoint=ZIPKIN)
+        client = make(**options)
     assert isinstance(client.recorder, ServiceNamingSpanExporter)
-    assert isinstance(client.recorder.exporter, ZipkinExporter)
+    assert isinstance(client.recorder.exporter, exporter_class)
     assert inferred(caplog) == [
-        "tracing.exporter is not set: using zipkin, as tracing.zipkin.endpoint is set"
-    ]
-
-
-def test_a_lone_otlp_endpoint_means_the_otlp_exporter(caplog):
-    with caplog.at_level(logging.INFO, logger=TRACING_LOGGER):
-        client = make(otlp__endpoint=OTLP)
-    assert isinstance(client.recorder, ServiceNamingSpanExporter)
-    assert isinstance(client.recorder.exporter, OTLPSpanExporter)
-    assert inferred(caplog) == [
-        "tracing.exporter is not set: using otlp, as tracing.otlp.endpoint is set"
+        f"tracing.exporter is not set: using {exporter}, as tracing.{exporter}.endpoint is set"
     ]
 
 
