@@ -321,6 +321,26 @@ ConfigSpec: TypeAlias = "dict[str, _SpecNode]"
 """
 
 
+def parse_under_prefix(
+    raw_config: Mapping[str, str], prefix: str, spec: ConfigSpec
+) -> ConfigNamespace:
+    """Parse the keys under ``prefix`` (``"redis."``, ``"vault.secrets."``) with ``spec``.
+
+    What every client's ``*_from_config`` does with its ``prefix`` argument;
+    errors name the full key, prefix included.
+
+    :raises ValueError: ``prefix`` is not dot-separated names ending with a dot.
+    :raises ConfigurationError: A key is missing or has a bad value.
+
+    .. versionadded:: 0.31
+    """
+    if not prefix.endswith("."):
+        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
+    if not all(prefix[:-1].split(".")):
+        raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
+    return SpecParser(spec).parse(prefix[:-1], raw_config)
+
+
 def parse_config(config: Mapping[str, str], spec: ConfigSpec) -> ConfigNamespace:
     """Parse the raw string options in ``config`` against ``spec``.
 

@@ -113,11 +113,8 @@ def thrift_pool_from_config(
     :raises ValueError: ``prefix`` is not dot-separated names ending with a
         dot.
     """
-    names = prefix.split(".")
-    if names[-1] != "" or not all(names[:-1]):
-        raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
     spec: config.ConfigSpec = {k: v for k, v in _CONFIG_SPEC.items() if k not in kwargs}
-    parsed = config.SpecParser(spec).parse(prefix[:-1], app_config)
+    parsed = config.parse_under_prefix(app_config, prefix, spec)
     return ThriftConnectionPool(**{**parsed, **kwargs})
 
 

@@ -86,11 +86,8 @@ def cluster_from_config(
     :raises ValueError: ``prefix`` is not dot-separated names ending with a
         dot.
     """
-    names = prefix.split(".")
-    if names[-1] != "" or not all(names[:-1]):
-        raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
     spec = {key: parser for key, parser in _CONFIG_SPEC.items() if key not in kwargs}
-    parsed = config.SpecParser(spec).parse(prefix[:-1], app_config)
+    parsed = config.parse_under_prefix(app_config, prefix, spec)
     arguments = {key: value for key, value in parsed.items() if value is not None}
     return Cluster(**{**arguments, **kwargs})
 

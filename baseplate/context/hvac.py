@@ -67,11 +67,11 @@ def hvac_factory_from_config(
         Vault authentication token.
     :param prefix: The prefix for configuration keys.
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    cfg = config.SpecParser(
-        {"timeout": config.Optional(config.Timespan, default=DEFAULT_TIMEOUT)}
-    ).parse(prefix[:-1], app_config)
+    cfg = config.parse_under_prefix(
+        app_config,
+        prefix,
+        {"timeout": config.Optional(config.Timespan, default=DEFAULT_TIMEOUT)},
+    )
     return HvacContextFactory(secrets_store, cfg.timeout)
 
 

@@ -62,12 +62,10 @@ def _constructor_arguments(
     A key whose argument the caller passes is not read at all, so it need
     not be in the configuration: keyword arguments take precedence.
     """
-    if not prefix.endswith(".") or not all(prefix[:-1].split(".")):
-        raise ValueError(f"prefix must be dot-separated names ending with a dot, not {prefix!r}")
     spec: config.ConfigSpec = {
         key: parser for key, (argument, parser) in keys.items() if argument not in kwargs
     }
-    parsed = config.SpecParser(spec).parse(prefix[:-1], app_config)
+    parsed = config.parse_under_prefix(app_config, prefix, spec)
     return {**{keys[key][0]: value for key, value in parsed.items()}, **kwargs}
 
 

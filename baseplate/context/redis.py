@@ -85,16 +85,16 @@ def pool_from_config(
     :raises ~baseplate.config.ConfigurationError: A key is missing or invalid;
         the error names it (``redis.url: required but missing``).
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    options = config.SpecParser(
+    options = config.parse_under_prefix(
+        app_config,
+        prefix,
         {
             "url": config.String,
             "max_connections": config.Optional(config.at_least(1), default=None),
             "socket_connect_timeout": config.Optional(config.Timespan, default=None),
             "socket_timeout": config.Optional(config.Timespan, default=None),
-        }
-    ).parse(prefix[:-1], app_config)
+        },
+    )
 
     try:
         redis.connection.parse_url(options.url)  # type: ignore[no-untyped-call]

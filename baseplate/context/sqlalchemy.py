@@ -109,9 +109,9 @@ def engine_from_config(
     .. versionchanged:: 0.31
        The pool options and keyword arguments.
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    options = config.SpecParser(
+    options = config.parse_under_prefix(
+        app_config,
+        prefix,
         {
             "url": config.String,
             "credentials_secret": config.Optional(config.String),
@@ -119,8 +119,8 @@ def engine_from_config(
             "max_overflow": config.Optional(config.Integer),
             "pool_recycle": config.Optional(_seconds),
             "pool_pre_ping": config.Optional(config.Boolean),
-        }
-    ).parse(prefix[:-1], app_config)
+        },
+    )
     url = _parse_url(f"{prefix}url", options.url)
     if options.credentials_secret:
         if secrets is None:

@@ -460,11 +460,9 @@ def secrets_store_from_config(
     Under the default prefix, a key other than ``secrets.path`` is logged as
     a warning (see :func:`~baseplate.config.warn_unknown_keys`).
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
     spec: config.ConfigSpec = {"path": config.Optional(config.String, default=DEFAULT_PATH)}
     if prefix == "secrets.":
         # Baseplate owns the default prefix; another may be shared with the application.
         config.warn_unknown_keys(app_config, {"secrets": spec}, prefix)
-    options = config.SpecParser(spec).parse(prefix[:-1], app_config)
+    options = config.parse_under_prefix(app_config, prefix, spec)
     return SecretsStore(options.path, timeout=timeout)

@@ -88,17 +88,17 @@ def pool_from_config(
     :raises ~baseplate.config.ConfigurationError: ``endpoint`` is missing, or
         a value is invalid; the error names the key.
     """
-    if not prefix.endswith("."):
-        raise ValueError(f"prefix must end with a dot, not {prefix!r}")
-    options = config.SpecParser(
+    options = config.parse_under_prefix(
+        app_config,
+        prefix,
         {
             "endpoint": config.Endpoint,
             "max_pool_size": config.Optional(config.at_least(0)),
             "connect_timeout": config.Optional(config.Float),
             "timeout": config.Optional(config.Float),
             "no_delay": config.Optional(config.Boolean, default=True),
-        }
-    ).parse(prefix[:-1], app_config)
+        },
+    )
     return BaseplatePooledClient(
         _server(options.endpoint),
         connect_timeout=options.connect_timeout,
