@@ -31,6 +31,13 @@ range ``opentelemetry-sdk`` is bounded to in ``pyproject.toml``.
   lock, about 1 microsecond per attribute; for the runtime cost every
   server span carries, numbers made by the framework itself, that check
   finds nothing to do.
+* :func:`add_event`: an event object added to a recording SDK span as it is.
+  The public ``add_event`` takes a name and a finished attribute mapping, so
+  an event whose attributes are made when first read
+  (:mod:`bridge.exception_events`, which formats a stack trace only if the
+  span is exported) needs the span's private ``_add_event``.
+* :func:`span_limits`: the limits an SDK span was made with, which such an
+  event applies to its attributes as the public ``add_event`` would.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import EventBase, SpanLimits, TracerProvider
 
 #: The context key under which a context holds its current span.
 SPAN_KEY: Final = trace.propagation._SPAN_KEY
@@ -110,6 +117,26 @@ def add_number_attributes(span: Any, attributes: dict[str, int | float]) -> None
     mapping.update(attributes)
 
 
+def add_event(span: Any, event: EventBase) -> bool:
+    """Add ``event`` to ``span``, an SDK span, as the public ``add_event`` adds the event it makes.
+
+    As there, an ended span keeps no new event (the SDK logs a warning).
+    False, with nothing added, where the span has no such method: the caller
+    then records the event through the public API.
+    """
+    add = getattr(span, "_add_event", None)
+    if add is None:
+        return False
+    add(event)
+    return True
+
+
+def span_limits(span: Any) -> SpanLimits | None:
+    """The limits ``span``, an SDK span, applies to its events' attributes; None if not found."""
+    limits = getattr(span, "_limits", None)
+    return limits if isinstance(limits, SpanLimits) else None
+
+
 def missing_hooks() -> list[str]:
     """The names of the hooks above that the installed OpenTelemetry lacks."""
     missing = []
@@ -130,6 +157,10 @@ def missing_hooks() -> list[str]:
         attributes, "maxlen"
     ):
         missing.append("opentelemetry.sdk.trace.Span._attributes._dict")
+    if not callable(getattr(probe, "_add_event", None)):
+        missing.append("opentelemetry.sdk.trace.Span._add_event")
+    if span_limits(probe) is None:
+        missing.append("opentelemetry.sdk.trace.Span._limits")
     for module_name in SPAN_LOCK_MODULES:
         if not hasattr(importlib.import_module(module_name), "threading"):
             missing.append(f"{module_name}.threading")

@@ -16,7 +16,7 @@ from opentelemetry.instrumentation.utils import (
     suppress_http_instrumentation,
     suppress_instrumentation,
 )
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import Event, SpanLimits, TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from bridge import _otel_internals as internals
@@ -96,3 +96,29 @@ def test_number_attributes_respect_the_span_attribute_limit():
     internals.add_number_attributes(span, {"second": 2, "third": 3})
     span.end()
     assert len(span.attributes) == 2  # the SDK's own eviction applied, not an overflow
+
+
+def test_an_event_object_reaches_the_span_as_it_is():
+    provider = TracerProvider(shutdown_on_exit=False)
+    span = provider.get_tracer(__name__).start_span("request")
+    event = Event("made elsewhere", {"key": "value"})
+    assert internals.add_event(span, event) is True
+    span.end()
+    assert span.events == (event,)
+    assert span.events[0] is event
+
+
+def test_an_ended_span_keeps_no_new_event_object():
+    provider = TracerProvider(shutdown_on_exit=False)
+    span = provider.get_tracer(__name__).start_span("request")
+    span.end()
+    internals.add_event(span, Event("too late"))
+    assert span.events == ()
+
+
+def test_a_spans_limits_are_those_of_its_provider():
+    limits = SpanLimits(max_event_attributes=2, max_attribute_length=10)
+    provider = TracerProvider(shutdown_on_exit=False, span_limits=limits)
+    span = provider.get_tracer(__name__).start_span("request")
+    assert internals.span_limits(span) is limits
+    assert internals.span_limits(NonRecordingSpan(SpanContext(1, 2, False))) is None
