@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from bridge.processor import OwnerNotifyingSpanProcessor, RootSpanAdopter
     from bridge.routing import RoutingSpanProcessor
+    from bridge.sampling import BaseplateSampler
 
 
 class BridgeState:
@@ -33,6 +34,7 @@ class BridgeState:
         "provider",
         "root_adopter",
         "router",
+        "sampler",
         "service_name",
         "shutdown_deadline",
         "shutdown_hooks",
@@ -46,12 +48,14 @@ class BridgeState:
     tracer: Tracer | None
     #: The service the provider's resource names, if given before it was made.
     service_name: str | None
+    #: The bridge's sampler, when it is the provider's (not the application's own).
+    sampler: BaseplateSampler | None
     #: The span processor sending spans down their routes, once a route exists.
     router: RoutingSpanProcessor | None
     #: The bridge's processor on the provider: the owners of adopted spans live there.
     owner_processor: OwnerNotifyingSpanProcessor | None
-    #: Whether any span processor besides the bridge's own bookkeeping reads
-    #: the spans (see :func:`bridge.provider.spans_are_read`).
+    #: Whether any span processor besides the bridge's own (its bookkeeping
+    #: and its router) reads every span (see :func:`bridge.provider.spans_are_read`).
     spans_read: bool
     #: Whether the provider's id generator gives a span the (non-zero) ids
     #: named in its :class:`~bridge.creation.SpanRequest`: the bridge's, or
@@ -84,6 +88,7 @@ class BridgeState:
         self.tracer = None
         self.service_name = None
         self.router = None
+        self.sampler = None
         self.owner_processor = None
         self.spans_read = False
         self.keeps_requested_ids = False

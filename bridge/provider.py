@@ -72,13 +72,12 @@ def _make_tracer() -> trace.Tracer:
 
 
 def spans_are_read() -> bool:
-    """Whether a span recorded now would be read by anything but the bridge itself.
+    """Whether a span processor outside the bridge reads every span recorded now.
 
-    While nothing reads them (no tracing client, no processor added to the
-    provider), a caller that keeps its own account of a span, as
-    Baseplate's span facade does for its observers, can make it a
-    non-recording span and skip the SDK's work. Any processor added later,
-    through this module or the provider itself, makes spans recorded again.
+    The bridge's own processors do not count: its bookkeeping reads nothing,
+    and its router hands each span to its route's processor, if it has one
+    (see :mod:`bridge.recording`). A processor added later, through this
+    module or the provider itself, makes this true from then on.
     """
     if state.provider is None:
         get_tracer_provider()
@@ -89,8 +88,8 @@ class _BridgeTracerProvider(TracerProvider):
     """The provider the bridge installs: it notes when a processor that reads spans is added."""
 
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
-        """Add the processor; spans are recorded from now on unless it is the bridge's own."""
-        if not isinstance(span_processor, OwnerNotifyingSpanProcessor):
+        """Add the processor; every span is recorded from now on unless it is the bridge's."""
+        if not isinstance(span_processor, (OwnerNotifyingSpanProcessor, RoutingSpanProcessor)):
             state.spans_read = True
         super().add_span_processor(span_processor)
 
@@ -163,8 +162,9 @@ def _install() -> TracerProvider:
     else:
         service_name = state.service_name
         resource = Resource.create({SERVICE_NAME: service_name} if service_name else {})
+        sampler = state.sampler = BaseplateSampler()
         provider = _BridgeTracerProvider(
-            sampler=BaseplateSampler(),
+            sampler=sampler,
             id_generator=BaseplateIdGenerator(),
             resource=resource,
             shutdown_on_exit=False,  # shutdown_provider does it, within the deadline

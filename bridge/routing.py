@@ -55,21 +55,26 @@ class ExportRoute:
     :param marks_shared_spans: Whether the route's exporter reports Zipkin's
         ``shared`` flag, so that spans sharing their caller's span id should
         carry :data:`bridge.zipkin_records.SHARED_ATTRIBUTE`.
+    :param records_unsampled: Whether the route's processor reads unsampled
+        spans too (tail sampling decides on them when their trace ends), so
+        that they must be recorded (see :mod:`bridge.recording`).
     """
 
-    __slots__ = ("marks_shared_spans", "processor", "root_ratio")
+    __slots__ = ("marks_shared_spans", "processor", "records_unsampled", "root_ratio")
 
     def __init__(
         self,
         processor: SpanProcessor | None = None,
         root_ratio: float | None = None,
         marks_shared_spans: bool = False,
+        records_unsampled: bool = False,
     ):
         if root_ratio is not None and not 0.0 <= root_ratio <= 1.0:
             raise ValueError(f"root sampling ratio must be between 0 and 1, not {root_ratio!r}")
         self.processor = processor
         self.root_ratio = root_ratio
         self.marks_shared_spans = marks_shared_spans
+        self.records_unsampled = records_unsampled
 
     def __repr__(self) -> str:
         return f"ExportRoute(processor={self.processor!r}, root_ratio={self.root_ratio})"

@@ -69,12 +69,11 @@ class BaseplateSampler(Sampler):
         elif has_parent and not (request is not None and request.decide_as_root):
             sampled = parent.trace_flags.sampled
         else:
-            bound = self._bound
             route = None if request is None else request.route
             if route is not None and route.root_ratio is not None:
-                bound = round(route.root_ratio * ID_LIMIT)
-            # The low 64 bits are random for Baseplate and W3C ids alike.
-            sampled = (trace_id % ID_LIMIT) < bound
+                sampled = (trace_id % ID_LIMIT) < round(route.root_ratio * ID_LIMIT)
+            else:
+                sampled = (trace_id % ID_LIMIT) < self._bound
         state = parent.trace_state if has_parent else trace_state
         if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.
@@ -82,6 +81,13 @@ class BaseplateSampler(Sampler):
         return SamplingResult(
             Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY, attributes, state
         )
+
+    def samples_root(self, trace_id: int) -> bool:
+        """Whether a new trace with ``trace_id`` is sampled at the root ratio.
+
+        The low 64 bits are random for Baseplate and W3C ids alike.
+        """
+        return (trace_id % ID_LIMIT) < self._bound
 
     def get_description(self) -> str:
         """Name the sampler and its ratio, for diagnostics."""

@@ -27,8 +27,8 @@ from baseplate._state import state as _baseplate_state
 from baseplate.core._observers import ExcInfo, SpanObserver
 from baseplate.core._wrapped_context import WrappedRequestContext
 from baseplate.metrics import Batch
-from bridge import creation, current, processor, provider, routing
-from bridge._otel_internals import add_number_attributes
+from bridge import creation, current, exception_events, processor, provider, recording, routing
+from bridge._otel_internals import add_number_attributes, child_span_context
 from bridge.ids import DEBUG_FLAG, MAX_ID, random_id
 from bridge.zipkin_records import DEBUG_ATTRIBUTE, LOCAL_COMPONENT_ATTRIBUTE, SHARED_ATTRIBUTE
 
@@ -43,6 +43,11 @@ logger = logging.getLogger(__name__)
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
 _bridge_state = provider.state
+#: The trace flags of a span by its sampling decision.
+_FLAGS = {
+    True: trace.TraceFlags(trace.TraceFlags.SAMPLED),
+    False: trace.TraceFlags(trace.TraceFlags.DEFAULT),
+}
 
 
 def _report_observer_failure(observer: object, event: str) -> None:
@@ -104,6 +109,9 @@ class Span(_NativeSpanOwner):
     #: shared span, the Baseplate header model); marked on the span only for
     #: routes whose exporter reports it.
     _shared = False
+    #: Whether the OpenTelemetry span underneath records (see
+    #: :mod:`bridge.recording`); False once it started as a ``NonRecordingSpan``.
+    _recording = True
 
     def __init__(
         self,
@@ -213,24 +221,45 @@ class Span(_NativeSpanOwner):
             provider.get_tracer(), self.name, context, self._kind, request, attributes or None
         )
 
-    def _unrecorded_span(self) -> trace.Span:
-        """An OpenTelemetry span with this span's ids and decision that records nothing."""
+    def _sampling_decision(self) -> bool | None:
+        """Whether this span is sampled, decided before its OpenTelemetry span exists.
+
+        None when only the SDK's sampler can tell: the application brought
+        its own, or the span has neither a started parent nor ids to decide on.
+        """
+        if self.flags is not None and self.flags & DEBUG_FLAG:
+            return True
+        parent = self._parent
+        if parent is not None:
+            parent_span = parent._otel_span
+            if parent_span is None:
+                return None
+            return parent_span.get_span_context().trace_flags.sampled
+        if self.sampled is not None:
+            return self.sampled
+        remote = self._remote_parent
+        trace_id = self.trace_id if remote is None else remote.trace_id
+        if not trace_id:
+            return None
+        return recording.root_decision(trace_id, self.export_route)
+
+    def _unrecorded_span(self, sampled: bool) -> trace.Span:
+        """A span with this span's ids and the ``sampled`` decision that records nothing."""
         parent = self._parent
         parent_span = None if parent is None else parent._otel_span
+        trace_state = None
         if parent_span is not None:
             parent_context = parent_span.get_span_context()
             trace_id = parent_context.trace_id
-            sampled = parent_context.trace_flags.sampled
+            trace_state = parent_context.trace_state
         elif self._remote_parent is not None:
             trace_id = self._remote_parent.trace_id
-            sampled = bool(self.sampled)
+            trace_state = self._remote_parent.trace_state
         else:
             trace_id = self.trace_id or random_id()
-            sampled = bool(self.sampled)
-        if self.flags is not None and self.flags & DEBUG_FLAG:
-            sampled = True
-        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
-        span_context = trace.SpanContext(trace_id, self.id or random_id(), False, flags)
+        span_context = trace.SpanContext(
+            trace_id, self.id or random_id(), False, _FLAGS[sampled], trace_state
+        )
         return trace.NonRecordingSpan(span_context)
 
     def start(self) -> None:
@@ -242,35 +271,45 @@ class Span(_NativeSpanOwner):
         """
         previous = current.get_current()
         parent = self._parent
-        plain_child = (
-            parent is not None
-            and parent._otel_span is not None
-            and previous.get(_OTEL_SPAN_KEY) is parent._otel_span
-            and not parent._finished
+        parent_span = None if parent is None else parent._otel_span
+        if (
+            parent_span is not None
+            and previous.get(_OTEL_SPAN_KEY) is parent_span
+            and not parent._finished  # type: ignore[union-attr]
             and self.component_name is None
             and not self.flags
-        )
-        if not plain_child:
-            previous = _live_context(previous)
-        if not provider.spans_are_read():
-            # Nothing would read what the SDK records: the observers hear
-            # of this span from the facade, so its OpenTelemetry span only
-            # has to carry its ids (for native children and propagation).
-            otel_span = self._unrecorded_span()
-        elif plain_child:
+        ):
             # Nearly every span: a plain child started while its open parent
-            # is current. The current context is the one to start it in, and
-            # the SDK takes the trace id and sampling decision from the parent.
-            otel_span = creation.start_span(
-                provider.get_tracer(),
-                self.name,
-                previous,
-                self._kind,
-                creation.SpanRequest(span_id=self.id, route=self.export_route),
-            )
+            # is current. It shares its parent's trace and decision, and so
+            # is recorded if and only if its parent is.
+            if parent._recording:  # type: ignore[union-attr]
+                otel_span: trace.Span = creation.start_span(
+                    provider.get_tracer(),
+                    self.name,
+                    previous,
+                    self._kind,
+                    creation.SpanRequest(span_id=self.id, route=self.export_route),
+                )
+            else:
+                self._recording = False
+                otel_span = trace.NonRecordingSpan(
+                    child_span_context(parent_span.get_span_context(), self.id)
+                )
         else:
-            otel_span = self._start_otel_span(previous)
-        if not (_bridge_state.keeps_requested_ids and self.id and self.trace_id):
+            previous = _live_context(previous)
+            sampled = self._sampling_decision()
+            if sampled is not None and not recording.records(sampled, self.export_route):
+                # Nothing would read what the SDK records (see
+                # bridge.recording): the observers hear of this span from
+                # the facade, so its OpenTelemetry span only carries its ids
+                # and decision, for native children and propagation.
+                self._recording = False
+                otel_span = self._unrecorded_span(sampled)
+            else:
+                otel_span = self._start_otel_span(previous)
+        if not (
+            self.id and self.trace_id and (_bridge_state.keeps_requested_ids or not self._recording)
+        ):
             # The application's own provider chose the ids (or zero, which is
             # invalid to OpenTelemetry, was replaced): follow them, so that
             # what is propagated downstream matches the exported trace.
@@ -296,7 +335,7 @@ class Span(_NativeSpanOwner):
         the OpenTelemetry span; values other than strings, booleans and
         numbers are recorded as their ``str()``.
         """
-        if self._otel_span is not None:
+        if self._recording and self._otel_span is not None:
             self._otel_span.set_attribute(
                 key, value if type(value) in _PRIMITIVE_TYPES else str(value)
             )
@@ -312,7 +351,7 @@ class Span(_NativeSpanOwner):
         Log entries are timestamped events recording notable moments in the
         lifetime of a span; they become OpenTelemetry span events.
         """
-        if self._otel_span is not None:
+        if self._recording and self._otel_span is not None:
             attributes: dict[str, AttributeValue] | None = None
             if payload is not None:
                 primitive = type(payload) in _PRIMITIVE_TYPES
@@ -345,16 +384,8 @@ class Span(_NativeSpanOwner):
         if otel_span is None:
             return
         try:
-            if exc_info is not None and exc_info[1] is not None:
-                otel_span.record_exception(exc_info[1])
-                otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
-            route = self.export_route
-            if route is None:
-                otel_span.end()
-            else:
-                if self._shared and route.marks_shared_spans:
-                    otel_span.set_attribute(SHARED_ATTRIBUTE, True)
-                routing.end_span(otel_span, route)
+            if self._recording:
+                self._end_recorded(otel_span, exc_info)
             # Make the nearest open span current again: usually this span is
             # current, and what was current before it is still open.
             now = current.get_current()
@@ -366,6 +397,19 @@ class Span(_NativeSpanOwner):
                     current.attach(target)
         except Exception:
             logger.exception("could not end span %r", self.name)
+
+    def _end_recorded(self, otel_span: trace.Span, exc_info: ExcInfo | None) -> None:
+        """End the recording OpenTelemetry span, with its error, and send it down its route."""
+        if exc_info is not None and exc_info[1] is not None:
+            exception_events.record_exception(otel_span, exc_info[1])
+            otel_span.set_status(Status(StatusCode.ERROR, str(exc_info[1])))
+        route = self.export_route
+        if route is None:
+            otel_span.end()
+        else:
+            if self._shared and route.marks_shared_spans:
+                otel_span.set_attribute(SHARED_ATTRIBUTE, True)
+            routing.end_span(otel_span, route)
 
     def make_child(self, name: str, local: bool = False, component_name: str | None = None) -> Span:
         """Return a child Span whose parent is this Span.

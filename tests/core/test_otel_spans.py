@@ -10,6 +10,7 @@ from opentelemetry.trace import SpanKind
 
 from baseplate.core import Baseplate, TraceInfo
 from bridge import provider
+from bridge.routing import ExportRoute
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_upstream_sampling_decision_is_honoured(baseplate, spans, sampled, flags
     assert names == ({"handler", "client.call", "op"} if exported else set())
 
 
-def test_unsampled_spans_are_still_recording(baseplate, spans):
+def test_unsampled_spans_are_recorded_while_a_processor_reads_every_span(baseplate, spans):
     server = baseplate.make_server_span(
         SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
     )
@@ -119,6 +120,70 @@ def test_unsampled_spans_are_still_recording(baseplate, spans):
         current = trace.get_current_span()
         assert current.is_recording()
         assert not current.get_span_context().trace_flags.sampled
+
+
+class KeptSpans:
+    """A route's processor that keeps the name of every span it is handed."""
+
+    def __init__(self):
+        self.names = []
+
+    def on_start(self, span, parent_context=None):
+        pass
+
+    def on_end(self, span):
+        self.names.append(span.name)
+
+    def shutdown(self):
+        pass
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def test_unsampled_spans_of_an_exporting_route_are_current_but_not_recorded(unread):
+    kept = KeptSpans()
+    route = ExportRoute(kept)
+    provider.add_route(route)
+    server = Baseplate().make_server_span(
+        SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
+    )
+    server.export_route = route
+    with server:
+        with server.make_child("call") as child:
+            current = trace.get_current_span()
+            assert current is child.otel_span
+            assert not current.is_recording()
+            context = current.get_span_context()
+            assert (context.trace_id, context.span_id) == (1, child.id)
+            assert not context.trace_flags.sampled
+        assert not server.otel_span.is_recording()
+        assert server.otel_span.get_span_context().span_id == 3
+    assert kept.names == []
+    # The same route's sampled requests are recorded and handed to it.
+    server = Baseplate().make_server_span(
+        SimpleNamespace(), "sampled", TraceInfo.from_upstream(1, 2, 4, True, None)
+    )
+    server.export_route = route
+    with server:
+        assert server.otel_span.is_recording()
+    assert kept.names == ["sampled"]
+
+
+def test_unsampled_spans_are_recorded_for_a_route_that_reads_them(unread):
+    """Tail sampling decides on unsampled traces when they end: their spans are recorded."""
+    kept = KeptSpans()
+    route = ExportRoute(kept, records_unsampled=True)
+    provider.add_route(route)
+    server = Baseplate().make_server_span(
+        SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
+    )
+    server.export_route = route
+    with server:
+        with server.make_child("call") as child:
+            assert child.otel_span.is_recording()
+        assert server.otel_span.is_recording()
+    assert kept.names == ["call", "handler"]
 
 
 @pytest.mark.parametrize(("ratio", "exported"), [(0.0, 0), (1.0, 20)])

@@ -183,6 +183,7 @@ class TracingClient:
         )
         processor: SpanProcessor = self.batch_processor
         if self.tail_errors or self.tail_slower_than is not None:
+            self.route.records_unsampled = True
             processor = TailSamplingSpanProcessor(
                 processor,
                 errors=self.tail_errors,
