@@ -213,10 +213,19 @@ class BufferedTransport:
 
 # Numbers are written f"{value:g}" (inline below, as this is the hot path):
 # statsd peers have always seen them this way, with six significant digits and
-# exponent notation for very large or small values.
+# exponent notation for very large or small values. An int or a float is
+# written b"%g" % float(value) instead, which gives the same bytes without
+# making a str first (and fails the same way, OverflowError, for an int too
+# large for a float); anything else (a Decimal, say, whose "g" keeps every
+# digit) keeps its own formatting.
 
 
 def _counter_line(name: bytes, delta: float, sample_rate: float) -> bytes:
+    if type(delta) is int or type(delta) is float:
+        if sample_rate == 1.0:
+            return name + b":%g|c" % float(delta)
+        if type(sample_rate) is float or type(sample_rate) is int:
+            return name + b":%g|c|@%g" % (float(delta), float(sample_rate))
     if sample_rate == 1.0:
         return name + f":{delta:g}|c".encode()
     return name + f":{delta:g}|c|@{sample_rate:g}".encode()
@@ -321,7 +330,11 @@ class Timer(_Metric):
         This needs neither :meth:`start` nor :meth:`stop`, and may be called
         any number of times.
         """
-        self.transport.send(self.name + f":{elapsed * 1000.0:g}|ms".encode())
+        milliseconds = elapsed * 1000.0
+        if type(milliseconds) is float:
+            self.transport.send(self.name + b":%g|ms" % milliseconds)
+        else:
+            self.transport.send(self.name + f":{milliseconds:g}|ms".encode())
 
     def __enter__(self) -> Timer:
         self.start()
@@ -468,7 +481,10 @@ class Batch(BaseClient):
     transport: BufferedTransport
 
     def __init__(self, transport: Transport, namespace: str | bytes) -> None:
-        super().__init__(BufferedTransport(transport), namespace)
+        # What BaseClient.__init__ does, written out: the metrics observer
+        # makes a batch for every request.
+        self.transport = BufferedTransport(transport)
+        self.namespace = namespace if type(namespace) is bytes else _ascii(namespace)
         #: The batch's counters, by full metric name.
         self.counters: dict[bytes, BatchCounter] = {}
 
@@ -500,9 +516,26 @@ class Batch(BaseClient):
         :data:`MAX_DATAGRAM_BYTES`; then it is split at line boundaries so no
         metric is lost. An empty batch sends nothing.
         """
+        transport = self.transport
+        # Each counter's lines are what BatchCounter.flush would send, written
+        # here into the buffer directly: this runs at the end of every request.
+        direct = type(transport) is BufferedTransport
         for counter in self.counters.values():
-            counter.flush()
-        self.transport.flush()
+            if not (direct and type(counter) is BatchCounter and counter.transport is transport):
+                counter.flush()
+                continue
+            packets = counter.packets
+            if packets:
+                name = counter.name
+                buffer = transport.buffer
+                for sample_rate, delta in packets.items():
+                    if sample_rate == 1.0 and (type(delta) is int or type(delta) is float):
+                        # Most counters of a request went up once: skip formatting 1.
+                        buffer.append(name + (b":1|c" if delta == 1 else b":%g|c" % float(delta)))
+                    else:
+                        buffer.append(_counter_line(name, delta, sample_rate))
+                packets.clear()
+        transport.flush()
 
     def __enter__(self) -> Batch:
         return self
