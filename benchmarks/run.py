@@ -14,6 +14,7 @@ from benchmarks import (
     events,
     exception_recording,
     experiments,
+    metrics_observer,
     metrics_throughput,
     runtime_cost,
     span_overhead,
@@ -26,6 +27,7 @@ from benchmarks import (
 
 BENCHMARKS = [
     metrics_throughput,
+    metrics_observer,
     span_overhead,
     runtime_cost,
     exception_recording,
