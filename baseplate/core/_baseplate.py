@@ -10,6 +10,7 @@ from baseplate.core._observers import BaseplateObserver
 from baseplate.core._spans import ServerSpan
 from baseplate.core._trace_info import TraceInfo
 from bridge import provider
+from bridge.ids import random_id
 
 if TYPE_CHECKING:
     from baseplate.context import ContextFactory
@@ -138,19 +139,23 @@ class Baseplate:
            ``remote_parent`` is new.
         """
         if trace_info is None:
-            trace_info = TraceInfo.new()
-        server_span = ServerSpan(
-            trace_info.trace_id,
-            trace_info.parent_id,
-            trace_info.span_id,
-            trace_info.sampled,
-            trace_info.flags,
-            name,
-            context,
-        )
+            # What TraceInfo.new() holds, without making one: one random id
+            # is both trace and span id.
+            new_id = random_id()
+            server_span = ServerSpan(new_id, None, new_id, None, None, name, context)
+        else:
+            server_span = ServerSpan(
+                trace_info.trace_id,
+                trace_info.parent_id,
+                trace_info.span_id,
+                trace_info.sampled,
+                trace_info.flags,
+                name,
+                context,
+            )
         if remote_parent is not None:
             server_span._remote_parent = remote_parent
-        elif trace_info.parent_id is not None:
+        elif trace_info is not None and trace_info.parent_id is not None:
             server_span._shared = True
         self.announce_server_span(context, server_span)
         return server_span

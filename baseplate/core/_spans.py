@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 _OWNER_KEY = processor.OWNER_KEY
 _OTEL_SPAN_KEY = current.CURRENT_SPAN_KEY
 _bridge_state = provider.state
+_get_current = current.get_current
+_attach = current.attach
+_enter = current.enter
+_NonRecordingSpan = trace.NonRecordingSpan
 #: The trace flags of a span by its sampling decision.
 _FLAGS = {
     True: trace.TraceFlags(trace.TraceFlags.SAMPLED),
@@ -112,6 +116,21 @@ class Span(_NativeSpanOwner):
     #: Whether the OpenTelemetry span underneath records (see
     #: :mod:`bridge.recording`); False once it started as a ``NonRecordingSpan``.
     _recording = True
+    # What most spans keep as they are, read from the class until a span sets
+    # its own: one span is made per operation, and each attribute set in
+    # __init__ costs it time.
+    component_name: str | None = None
+    #: Where this span is exported: set on a server span by the tracing
+    #: observer of the Baseplate that made it, and inherited by children
+    #: (see :mod:`bridge.routing`). None: the span is exported by no
+    #: tracing client (processors added to the provider still see it).
+    #:
+    #: .. versionadded:: 0.31
+    export_route: routing.ExportRoute | None = None
+    _parent: Span | None = None
+    _otel_span: trace.Span | None = None
+    _previous_context: otel_context.Context | None = None
+    _finished = False
 
     def __init__(
         self,
@@ -130,19 +149,7 @@ class Span(_NativeSpanOwner):
         self.flags = flags
         self.name = name
         self.context = context
-        self.component_name: str | None = None
         self.observers: list[SpanObserver] = []
-        #: Where this span is exported: set on a server span by the tracing
-        #: observer of the Baseplate that made it, and inherited by children
-        #: (see :mod:`bridge.routing`). None: the span is exported by no
-        #: tracing client (processors added to the provider still see it).
-        #:
-        #: .. versionadded:: 0.31
-        self.export_route: routing.ExportRoute | None = None
-        self._parent: Span | None = None
-        self._otel_span: trace.Span | None = None
-        self._previous_context: otel_context.Context | None = None
-        self._finished = False
 
     @property
     def otel_span(self) -> trace.Span | None:
@@ -217,9 +224,26 @@ class Span(_NativeSpanOwner):
             attributes[LOCAL_COMPONENT_ATTRIBUTE] = self.component_name
         if debug:
             attributes[DEBUG_ATTRIBUTE] = True
-        return creation.start_span(
-            provider.get_tracer(), self.name, context, self._kind, request, attributes or None
+        return self._start_sdk_span(context, request, attributes or None)
+
+    def _start_sdk_span(
+        self,
+        context: otel_context.Context,
+        request: creation.SpanRequest,
+        attributes: dict[str, AttributeValue] | None = None,
+    ) -> trace.Span:
+        """Start the recording span; take its ids if the provider chose others."""
+        otel_span = creation.start_span(
+            provider.get_tracer(), self.name, context, self._kind, request, attributes
         )
+        if not (_bridge_state.keeps_requested_ids and self.id and self.trace_id):
+            # The application's own provider chose the ids (or zero, which is
+            # invalid to OpenTelemetry, was replaced): follow them, so that
+            # what is propagated downstream matches the exported trace.
+            span_context = otel_span.get_span_context()
+            self.trace_id = span_context.trace_id & MAX_ID
+            self.id = span_context.span_id
+        return otel_span
 
     def _sampling_decision(self) -> bool | None:
         """Whether this span is sampled, decided before its OpenTelemetry span exists.
@@ -256,20 +280,24 @@ class Span(_NativeSpanOwner):
             trace_id = self._remote_parent.trace_id
             trace_state = self._remote_parent.trace_state
         else:
-            trace_id = self.trace_id or random_id()
-        span_context = trace.SpanContext(
-            trace_id, self.id or random_id(), False, _FLAGS[sampled], trace_state
-        )
-        return trace.NonRecordingSpan(span_context)
+            # Zero is invalid to OpenTelemetry: replace it, as the SDK would.
+            trace_id = self.trace_id = self.trace_id or random_id()
+        if not self.id:
+            self.id = random_id()
+        span_context = trace.SpanContext(trace_id, self.id, False, _FLAGS[sampled], trace_state)
+        return _NonRecordingSpan(span_context)
 
     def start(self) -> None:
         """Record the start of the span.
 
         This notifies any observers that the span has started, which
         indicates that timers etc. should start ticking. The span becomes the
-        current OpenTelemetry span until it finishes.
+        current OpenTelemetry span until it finishes. A span that starts a
+        new trace (``sampled`` None) routed to a tracing client takes the
+        sampling decision made for it as its ``sampled``, before the
+        observers hear of the start.
         """
-        previous = current.get_current()
+        previous = _get_current()
         parent = self._parent
         parent_span = None if parent is None else parent._otel_span
         if (
@@ -283,18 +311,17 @@ class Span(_NativeSpanOwner):
             # is current. It shares its parent's trace and decision, and so
             # is recorded if and only if its parent is.
             if parent._recording:  # type: ignore[union-attr]
-                otel_span: trace.Span = creation.start_span(
-                    provider.get_tracer(),
-                    self.name,
-                    previous,
-                    self._kind,
-                    creation.SpanRequest(span_id=self.id, route=self.export_route),
+                otel_span = self._start_sdk_span(
+                    previous, creation.SpanRequest(span_id=self.id, route=self.export_route)
                 )
             else:
                 self._recording = False
-                otel_span = trace.NonRecordingSpan(
+                otel_span = _NonRecordingSpan(
                     child_span_context(parent_span.get_span_context(), self.id)
                 )
+                if self.trace_id != parent.trace_id:  # type: ignore[union-attr]
+                    # Made before its parent started and took new ids.
+                    self.trace_id = parent.trace_id  # type: ignore[union-attr]
         else:
             previous = _live_context(previous)
             sampled = self._sampling_decision()
@@ -307,20 +334,13 @@ class Span(_NativeSpanOwner):
                 otel_span = self._unrecorded_span(sampled)
             else:
                 otel_span = self._start_otel_span(previous)
-        if not (
-            self.id and self.trace_id and (_bridge_state.keeps_requested_ids or not self._recording)
-        ):
-            # The application's own provider chose the ids (or zero, which is
-            # invalid to OpenTelemetry, was replaced): follow them, so that
-            # what is propagated downstream matches the exported trace.
-            span_context = otel_span.get_span_context()
-            self.trace_id = span_context.trace_id & MAX_ID
-            self.id = span_context.span_id
+            if self.sampled is None and self.export_route is not None:
+                # A new trace that a tracing client sends somewhere: the
+                # decision just made is the one its calls downstream carry.
+                self.sampled = otel_span.get_span_context().trace_flags.sampled
         self._otel_span = otel_span
         self._previous_context = previous
-        current.enter(
-            previous, otel_span, self, self.export_route, self._suppresses_instrumentation
-        )
+        _enter(previous, otel_span, self, self.export_route, self._suppresses_instrumentation)
         for observer in self.observers:
             try:
                 observer.on_start()
@@ -388,13 +408,13 @@ class Span(_NativeSpanOwner):
                 self._end_recorded(otel_span, exc_info)
             # Make the nearest open span current again: usually this span is
             # current, and what was current before it is still open.
-            now = current.get_current()
+            now = _get_current()
             if now.get(_OTEL_SPAN_KEY) is otel_span:
-                current.attach(_live_context(self._previous_context or otel_context.Context()))
+                _attach(_live_context(self._previous_context or otel_context.Context()))
             else:
                 target = _live_context(now)
                 if target is not now:
-                    current.attach(target)
+                    _attach(target)
         except Exception:
             logger.exception("could not end span %r", self.name)
 
@@ -462,11 +482,13 @@ class Span(_NativeSpanOwner):
         self.start()
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
-        if exc_info[0] is None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: Any
+    ) -> None:
+        if exc_type is None:
             self.finish()
         else:
-            self.finish(exc_info=exc_info)
+            self.finish(exc_info=(exc_type, exc_value, tb))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} trace={self.trace_id} id={self.id}>"

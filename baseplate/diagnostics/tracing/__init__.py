@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from baseplate._extras import missing_extra
 from baseplate.config import ConfigurationError
-from baseplate.core import BaseplateObserver, ServerSpan, ServerSpanObserver
+from baseplate.core import BaseplateObserver, ServerSpan
 from bridge import provider
 from bridge.batching import BatchExportSpanProcessor
 from bridge.export import (
@@ -385,10 +385,11 @@ def _entry_point_exporter(name: str) -> SpanExporter:
 class TraceBaseplateObserver(BaseplateObserver):
     """Distributed tracing observer.
 
-    Attaches the client's exporter on the first request, routes each server
-    span (and so its children) to it, and records the sampling decision made
-    for each new trace on its server span (so child spans and downstream
-    calls carry it).
+    Attaches the client's exporter on the first request and routes each
+    server span (and so its children) to it. A server span with an export
+    route keeps the sampling decision made for a new trace when it starts
+    (see :meth:`baseplate.core.Span.start`), so its child spans and the
+    calls it makes downstream carry it.
 
     :param tracing_client: Where spans go.
     """
@@ -397,20 +398,6 @@ class TraceBaseplateObserver(BaseplateObserver):
         self.tracing_client = tracing_client
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
-        """Install the exporter if needed and observe the server span."""
+        """Install the exporter if needed and route the server span to it."""
         self.tracing_client.install()
         server_span.export_route = self.tracing_client.route
-        if server_span.sampled is None:
-            server_span.register(TraceServerSpanObserver(server_span))
-
-
-class TraceServerSpanObserver(ServerSpanObserver):
-    """Copies the sampler's decision onto a server span that had none from upstream."""
-
-    def __init__(self, server_span: ServerSpan) -> None:
-        self.server_span = server_span
-
-    def on_start(self) -> None:
-        otel_span = self.server_span.otel_span
-        if otel_span is not None and self.server_span.sampled is None:
-            self.server_span.sampled = otel_span.get_span_context().trace_flags.sampled
