@@ -482,9 +482,7 @@ class Span(_NativeSpanOwner):
         self.start()
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc_value: BaseException | None, tb: Any
-    ) -> None:
+    def __exit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         if exc_type is None:
             self.finish()
         else:
