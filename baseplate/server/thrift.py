@@ -64,6 +64,7 @@ from baseplate.server._graceful import (
 )
 from baseplate.server._options import parse_server_config
 from baseplate.server._theader_guard import GuardedHeaderTransport, missing_hooks
+from baseplate.server._turns import TurnTaker
 
 __all__ = ["ALLOWED_CLIENT_TYPES", "make_server"]
 
@@ -213,6 +214,7 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         """Serve calls on one connection until the client leaves, errs or idles too long."""
         transport = _SocketTransport(sock)
         protocol = _ServerProtocol(transport, self.max_frame_size)
+        turns = TurnTaker()
         try:
             while self._wait_for_call(sock, address):
                 transport.start_call(self.read_timeout)
@@ -220,6 +222,7 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
                 self.processor.process(protocol, protocol)
                 if self.tracker.stopping:
                     break
+                turns.request_done()
         except Exception as exc:
             _log_closing(address, exc, reading=not protocol.call_read)
         finally:

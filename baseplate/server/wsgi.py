@@ -45,6 +45,7 @@ from baseplate.server._graceful import (
 )
 from baseplate.server._healthcheck import HEALTH_CHECK_PATH
 from baseplate.server._options import parse_server_config
+from baseplate.server._turns import TurnTaker
 
 __all__ = ["HEALTH_CHECK_PATH", "make_server"]
 
@@ -67,7 +68,8 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
 
     It also turns Nagle's algorithm off: pywsgi writes a response's headers
     and body separately, and a keep-alive client would otherwise wait out its
-    delayed ACK (about 40 ms) on every request.
+    delayed ACK (about 40 ms) on every request; and keep-alive connections
+    take turns when the server is saturated (:mod:`baseplate.server._turns`).
     """
 
     def handle(self: Any) -> Any:
@@ -84,8 +86,13 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
 
     def handle_one_request(self: Any) -> Any:
         result = base.handle_one_request(self)  # type: ignore[attr-defined]
-        if result is True and tracker.stopping:
-            return None  # answered; close instead of waiting for another request
+        if result is True:
+            if tracker.stopping:
+                return None  # answered; close instead of waiting for another request
+            turns = self.__dict__.get("_turns")
+            if turns is None:
+                turns = self._turns = TurnTaker()
+            turns.request_done()
         return result
 
     return type(
