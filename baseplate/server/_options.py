@@ -18,7 +18,7 @@ MONITORING_SPEC: dict[str, Any] = {
     "monitoring": {
         "blocked_hub": config.Optional(config.Timespan, default=None),
         "concurrency": config.Optional(config.Boolean, default=True),
-        "request_cost": config.Optional(config.Boolean, default=True),
+        "request_cost": config.Optional(config.Boolean, default=False),
         "gc": {
             "stats": config.Optional(config.Boolean, default=True),
             "timing": config.Optional(config.Boolean, default=False),

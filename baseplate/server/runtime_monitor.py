@@ -17,13 +17,14 @@ greenlet holds it longer than that, the timer ``hub_blocked`` is sent and a
 WARNING names the request the greenlet was serving (its trace id) and shows
 its stack, with or without a metrics client.
 
-The monitor also counts what each request costs the process (see
+With ``monitoring.request_cost = true`` (new; default false) the monitor
+also counts what each request costs the process (see
 :mod:`bridge.greenlet_cost`): its server span carries the figures, and its
-CPU time is sent beside the request's timer. ``monitoring.request_cost =
-false`` (new; default true) turns that off, and with it the following of
-greenlet switches, which costs each request a few microseconds; a
-``monitoring.blocked_hub`` report needs it to name the request, so setting
-``blocked_hub`` keeps it on.
+CPU time is sent beside the request's timer. Counting follows every
+greenlet switch in the process, which costs each request about ten
+microseconds, so it is off unless asked for; a ``monitoring.blocked_hub``
+report needs it to name the request that blocked, so setting
+``blocked_hub`` turns it on.
 """
 
 from __future__ import annotations
@@ -234,9 +235,9 @@ def start(server_config: Mapping[str, str], application: Any, pool: Any) -> Runt
     :raises baseplate.config.ConfigurationError: A ``monitoring.*`` key is invalid.
     """
     cfg = config.parse_config(server_config, MONITORING_SPEC)
-    # Following switches costs every request a few microseconds (see
-    # docs/runtime_monitor.rst); monitoring.request_cost = false saves them,
-    # unless blocked_hub needs the tracker to name the request that blocked.
+    # Following switches costs every request about ten microseconds (see
+    # docs/runtime_monitor.rst): only when asked for, or when blocked_hub
+    # needs the tracker to name the request that blocked.
     tracker: GreenletCostTracker | None = None
     if cfg.monitoring.request_cost or cfg.monitoring.blocked_hub is not None:
         tracker = GreenletCostTracker(gevent.get_hub())

@@ -100,6 +100,10 @@ metrics.endpoint = {statsd}
 """
 
 
+#: What turns the per-request cost counting on (it is off by default).
+REQUEST_COST = "monitoring.request_cost = true"
+
+
 def start_server(servers, tmp_path, statsd, monitoring=""):
     spans = tmp_path / "spans.jsonl"
     ini = INI.format(monitoring=monitoring, spans=spans, statsd=statsd.endpoint)
@@ -158,7 +162,7 @@ def test_a_busy_request_is_named_by_the_blocked_hub_report_and_carries_its_cost(
 
 
 def test_a_request_that_sleeps_costs_almost_no_cpu_time(servers, tmp_path, statsd):
-    server, spans = start_server(servers, tmp_path, statsd)
+    server, spans = start_server(servers, tmp_path, statsd, monitoring=REQUEST_COST)
     status, trace_id = http_get(server.address(), "/sleep?0.05")
     assert status == 200
 
@@ -175,7 +179,7 @@ def test_a_request_that_sleeps_costs_almost_no_cpu_time(servers, tmp_path, stats
 
 
 def test_each_yield_to_the_hub_is_counted(servers, tmp_path, statsd):
-    server, spans = start_server(servers, tmp_path, statsd)
+    server, spans = start_server(servers, tmp_path, statsd, monitoring=REQUEST_COST)
     status, trace_id = http_get(server.address(), "/yields?25")
     assert status == 200
     assert span_of(spans, int(trace_id))["attributes"]["runtime.yields"] == 25
@@ -249,9 +253,14 @@ def test_gc_timing_sends_one_timer_per_collection(started, app, statsd):
 
 
 def test_nothing_is_reported_without_a_metrics_client(started):
-    monitor = started({}, object(), gevent.pool.Pool())
+    monitor = started({"monitoring.request_cost": "true"}, object(), gevent.pool.Pool())
     assert monitor.reporters == []
     assert ServerSpan.start is not Span.start  # requests are still counted
+
+
+def test_requests_are_not_counted_by_default(started):
+    started({}, object(), gevent.pool.Pool())
+    assert ServerSpan.start is Span.start
 
 
 def test_a_thrift_processors_baseplate_is_found(app):
@@ -275,10 +284,9 @@ def test_invalid_keys_are_configuration_errors(app):
     assert ServerSpan.start is Span.start
 
 
-def test_request_cost_can_be_turned_off(servers, tmp_path, statsd):
-    server, spans = start_server(
-        servers, tmp_path, statsd, monitoring="monitoring.request_cost = false"
-    )
+@pytest.mark.parametrize("monitoring", ["", "monitoring.request_cost = false"])
+def test_request_cost_is_off_unless_asked_for(servers, tmp_path, statsd, monitoring):
+    server, spans = start_server(servers, tmp_path, statsd, monitoring=monitoring)
     status, trace_id = http_get(server.address(), "/sleep?0.01")
     assert status == 200
     attributes = span_of(spans, int(trace_id))["attributes"]
