@@ -9,8 +9,7 @@ timeout, and kill whatever is still running after that.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -27,27 +26,43 @@ class ConnectionTracker:
     def __init__(self) -> None:
         self.stopping = False
         self._idle: set[Any] = set()
+        self._idle_block = _IdleBlock(self)
 
-    @contextlib.contextmanager
-    def idle(self) -> Iterator[None]:
+    def idle(self) -> _IdleBlock:
         """Mark the current greenlet idle while the block waits for a request.
 
         Raises :class:`ServerStoppingError` instead of waiting when the server is stopping.
         """
-        if self.stopping:
-            raise ServerStoppingError
-        current = gevent.getcurrent()
-        self._idle.add(current)
-        try:
-            yield
-        finally:
-            self._idle.discard(current)
+        return self._idle_block
 
     def close_idle(self) -> None:
         """Refuse further waiting and kill the greenlets waiting now."""
         self.stopping = True
         for greenlet in list(self._idle):
             greenlet.kill(ServerStoppingError, block=False)
+
+
+class _IdleBlock:
+    """The ``with`` block of :meth:`ConnectionTracker.idle`.
+
+    One per tracker, used by every connection: it keeps no state of its own
+    (the greenlet is the current one on entry and on exit), so a request
+    costs no object and no generator, as a ``contextlib`` block would.
+    """
+
+    __slots__ = ("_tracker",)
+
+    def __init__(self, tracker: ConnectionTracker) -> None:
+        self._tracker = tracker
+
+    def __enter__(self) -> None:
+        tracker = self._tracker
+        if tracker.stopping:
+            raise ServerStoppingError
+        tracker._idle.add(gevent.getcurrent())
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._tracker._idle.discard(gevent.getcurrent())
 
 
 def make_pool(max_concurrency: int | None) -> gevent.pool.Pool:

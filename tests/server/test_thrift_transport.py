@@ -96,3 +96,39 @@ def test_answers_are_not_bound_by_the_read_deadline(pair):
     time.sleep(0.02)
     transport.write(b"answer")
     assert client.recv(6) == b"answer"
+
+
+def test_a_call_that_came_in_one_piece_is_read_with_one_recv(pair):
+    transport, client = pair
+    client.sendall(b"\x00\x00\x00\x05hello")
+    assert transport.wait_for_call(idle_timeout=None)
+    client.close()  # anything not read yet would now be an end of file
+    assert transport.readAll(4) == b"\x00\x00\x00\x05"
+    assert transport.readAll(5) == b"hello"
+
+
+def test_bytes_of_the_next_call_wait_for_it(pair):
+    transport, client = pair
+    client.sendall(b"first" + b"second")
+    assert transport.wait_for_call(idle_timeout=None)
+    assert transport.readAll(5) == b"first"
+    # The next call came with the first: no waiting, and nothing lost.
+    assert transport.wait_for_call(idle_timeout=0.01)
+    assert transport.readAll(6) == b"second"
+    with pytest.raises(TimeoutError):
+        transport.wait_for_call(idle_timeout=0.01)
+
+
+def test_a_client_that_left_ends_the_wait(pair):
+    transport, client = pair
+    client.close()
+    assert transport.wait_for_call(idle_timeout=1) is False
+
+
+@pytest.mark.parametrize("size", [0, -8])
+def test_sizes_below_one_read_nothing(pair, size):
+    transport, client = pair
+    client.sendall(b"data")
+    assert transport.readAll(size) == b""
+    assert transport.read(size) == b""
+    assert transport.readAll(4) == b"data"
