@@ -80,6 +80,17 @@ class _Reader:
         return self.end - self.position
 
     def varint(self, what: str) -> int:
+        # Nearly every varint of a header area (ids, counts, lengths under
+        # 128) is one byte: read it without the general loop.
+        position = self.position
+        if position < self.end:
+            byte = self.frame[position]
+            if not byte & 0x80:
+                self.position = position + 1
+                return byte
+        return self._long_varint(what)
+
+    def _long_varint(self, what: str) -> int:
         result = 0
         for index in range(_MAX_VARINT_BYTES):
             if self.position >= self.end:
@@ -102,10 +113,18 @@ class _Reader:
         return value
 
     def skip_string(self, what: str) -> None:
-        size = self.varint(f"{what} length")
-        if size > self.left:
-            raise HeaderFormatError(f"{what} of {size} bytes exceeds the {self.left} left")
-        self.position += size
+        position = self.position
+        end = self.end
+        if position < end and not self.frame[position] & 0x80:
+            # A length under 128, in one byte.
+            size = self.frame[position]
+            position += 1
+        else:
+            size = self._long_varint(f"{what} length")
+            position = self.position
+        if size > end - position:
+            raise HeaderFormatError(f"{what} of {size} bytes exceeds the {end - position} left")
+        self.position = position + size
 
 
 def check_header_area(frame: bytes) -> None:

@@ -26,8 +26,9 @@ error after the call was read (answering it) is a bug of the server's and is
 logged at ERROR with its traceback.
 
 A client must send the rest of a call within ``read_timeout`` seconds of its
-first byte (default 10), and may keep a connection idle between calls for
-``idle_timeout`` seconds (default 600); 0 turns either off. The
+first byte (default 10), and may keep a connection idle between calls, or
+leave an answer untaken, for ``idle_timeout`` seconds (default 600); 0 turns
+either off. The
 documentation of ``baseplate-serve`` says why the defaults are what they are.
 
 .. versionadded:: 0.31
@@ -106,8 +107,9 @@ class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyp
     call and then nothing.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, idle_timeout: float | None = None) -> None:
         self.sock = sock
+        self.idle_timeout = idle_timeout
         self.read_timeout: float | None = None
         self.deadline: float | None = None
         self._buffer = b""
@@ -121,14 +123,14 @@ class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyp
             self.sock.settimeout(timeout)
             self._timeout = timeout
 
-    def wait_for_call(self, idle_timeout: float | None) -> bool:
+    def wait_for_call(self) -> bool:
         """Wait for the first bytes of the next call; False if the client left.
 
         :raises TimeoutError: nothing came within ``idle_timeout``.
         """
         if self._offset < len(self._buffer):
             return True  # sent with the previous call
-        self._set_timeout(idle_timeout)
+        self._set_timeout(self.idle_timeout)
         self._buffer = self.sock.recv(_READ_SIZE)
         self._offset = 0
         return bool(self._buffer)
@@ -196,8 +198,11 @@ class _SocketTransport(TTransportBase):  # type: ignore[misc]  # thrift is untyp
         return b"".join(chunks)
 
     def write(self, buf: bytes) -> None:
+        # An answer the client does not take for as long as a connection may
+        # idle is as good as a client gone. The same timeout as the wait for
+        # the next call: most calls then set none.
         try:
-            self._set_timeout(None)
+            self._set_timeout(self.idle_timeout)
             self.sock.sendall(buf)
         except OSError as exc:
             raise _ClientSocketError(TTransportException.UNKNOWN, str(exc)) from exc
@@ -263,7 +268,7 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
 
     def handle_connection(self, sock: socket.socket, address: Any) -> None:
         """Serve calls on one connection until the client leaves, errs or idles too long."""
-        transport = _SocketTransport(sock)
+        transport = _SocketTransport(sock, self.idle_timeout)
         protocol = _ServerProtocol(transport, self.max_frame_size)
         turns = TurnTaker()
         try:
@@ -283,7 +288,7 @@ class ThriftServer(GracefulStop, StreamServer):  # type: ignore[misc]  # gevent 
         """Wait, idle, for the first bytes of the next call; False if the client left or idled."""
         try:
             with self.tracker.idle():
-                return transport.wait_for_call(self.idle_timeout)
+                return transport.wait_for_call()
         except TimeoutError:
             logger.debug("closing the connection from %s: idle for %ss", address, self.idle_timeout)
             return False

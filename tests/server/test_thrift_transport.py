@@ -101,7 +101,7 @@ def test_answers_are_not_bound_by_the_read_deadline(pair):
 def test_a_call_that_came_in_one_piece_is_read_with_one_recv(pair):
     transport, client = pair
     client.sendall(b"\x00\x00\x00\x05hello")
-    assert transport.wait_for_call(idle_timeout=None)
+    assert transport.wait_for_call()
     client.close()  # anything not read yet would now be an end of file
     assert transport.readAll(4) == b"\x00\x00\x00\x05"
     assert transport.readAll(5) == b"hello"
@@ -109,20 +109,21 @@ def test_a_call_that_came_in_one_piece_is_read_with_one_recv(pair):
 
 def test_bytes_of_the_next_call_wait_for_it(pair):
     transport, client = pair
+    transport.idle_timeout = 0.01
     client.sendall(b"first" + b"second")
-    assert transport.wait_for_call(idle_timeout=None)
+    assert transport.wait_for_call()
     assert transport.readAll(5) == b"first"
     # The next call came with the first: no waiting, and nothing lost.
-    assert transport.wait_for_call(idle_timeout=0.01)
+    assert transport.wait_for_call()
     assert transport.readAll(6) == b"second"
     with pytest.raises(TimeoutError):
-        transport.wait_for_call(idle_timeout=0.01)
+        transport.wait_for_call()
 
 
 def test_a_client_that_left_ends_the_wait(pair):
     transport, client = pair
     client.close()
-    assert transport.wait_for_call(idle_timeout=1) is False
+    assert transport.wait_for_call() is False
 
 
 @pytest.mark.parametrize("size", [0, -8])
