@@ -31,6 +31,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from opentelemetry import propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -126,12 +127,39 @@ def _normalize_name(key: str | bytes) -> str | None:
     return key.lower()
 
 
-@dataclass(frozen=True)
-class UpstreamTrace:
+#: How many distinct header keys each set of names remembers (clients choose the keys).
+_MAX_REMEMBERED_KEYS = 1024
+
+
+@functools.cache
+def _fields_by_key(names: HeaderNames) -> dict[str | bytes, tuple[str, str] | None]:
+    """Header key as sent -> (the field it carries, the key as text), or None: filled as seen.
+
+    A service sees the same few keys on every request, and each header of
+    each request is looked up: remembering the answer by the key as sent
+    spares decoding and lower-casing it every time.
+    """
+    return {}
+
+
+def _trace_field(names: HeaderNames, key: str | bytes) -> tuple[str, str] | None:
+    """The field the header ``key`` carries and the key as text; None for other headers."""
+    normalized = _normalize_name(key)
+    if normalized is None:
+        return None
+    field = _field_by_name(names).get(normalized)
+    if field is None:
+        return None
+    return field, key.decode("ascii") if isinstance(key, bytes) else key
+
+
+class UpstreamTrace(NamedTuple):
     """The trace context an upstream sent, in Baseplate's shared-span model.
 
     ``span_id`` is the id of the span the caller created for this call and
-    ``parent_id`` that of the caller's own span (0 when it has none).
+    ``parent_id`` that of the caller's own span (0 when it has none). A named
+    tuple: one is made per request, several times faster than a frozen
+    dataclass.
     """
 
     trace_id: int
@@ -183,14 +211,18 @@ def parse_trace_headers(headers: HeaderMapping, names: HeaderNames) -> UpstreamT
     (missing field, non-decimal or out-of-range id, conflicting aliases,
     undecodable bytes). Keys and values may be ``str`` or ``bytes``.
     """
-    field_by_name = _field_by_name(names)
     found: dict[str, tuple[str, str]] = {}  # field -> (header as sent, decoded value)
+    known = _fields_by_key(names)
     for key, raw_value in headers.items():
-        normalized = _normalize_name(key)
-        if normalized is None or normalized not in field_by_name:
+        try:
+            named = known[key]
+        except KeyError:
+            named = _trace_field(names, key)
+            if len(known) < _MAX_REMEMBERED_KEYS:
+                known[key] = named
+        if named is None:
             continue
-        field = field_by_name[normalized]
-        header = key.decode("ascii") if isinstance(key, bytes) else key
+        field, header = named
         value = _decode(header, raw_value)
         if field in found and found[field][1] != value:
             raise InvalidTraceHeaders(header, value, f"conflicts with {found[field][0]}")
@@ -334,6 +366,13 @@ _W3C = TraceContextTextMapPropagator()
 _W3C_NAMES = frozenset(("traceparent", "tracestate"))
 
 
+@functools.lru_cache(maxsize=1024)  # bounded: clients choose the keys they send
+def _w3c_name(key: str | bytes) -> str | None:
+    """``traceparent`` or ``tracestate`` when ``key`` names one (in any case), else None."""
+    name = _normalize_name(key)
+    return name if name in _W3C_NAMES else None
+
+
 def parse_traceparent(headers: HeaderMapping) -> SpanContext | None:
     """The caller's span from W3C ``traceparent`` (and ``tracestate``), or None.
 
@@ -342,8 +381,8 @@ def parse_traceparent(headers: HeaderMapping) -> SpanContext | None:
     """
     found: dict[str, str] = {}
     for key, value in headers.items():
-        name = _normalize_name(key)
-        if name not in _W3C_NAMES:
+        name = _w3c_name(key)
+        if name is None:
             continue
         try:
             found[name] = value.decode("ascii") if isinstance(value, bytes) else value

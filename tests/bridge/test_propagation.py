@@ -787,3 +787,19 @@ def test_thrift_entry_point(tmp_path: Any) -> None:
     output = run_with_propagators("baseplate_thrift", tmp_path)
     assert output["propagators"] == ["BaseplateThriftPropagator"]
     assert output["carrier"] == {"Trace": "7", "Parent": "0", "Span": "8", "Sampled": "1"}
+
+
+def test_header_keys_are_remembered_up_to_a_bound():
+    """Clients choose the keys they send: a stream of new ones cannot grow memory."""
+    from bridge import propagation
+
+    names = propagation.HeaderNames(
+        trace=("T-Bound",), parent=("P-Bound",), span=("S-Bound",), sampled=("X",), flags=("F",)
+    )
+    for index in range(propagation._MAX_REMEMBERED_KEYS + 50):
+        headers = {f"Other-{index}": "x", "T-Bound": "1", "p-bound": "2", "S-BOUND": "3"}
+        assert parse_trace_headers(headers, names) == UpstreamTrace(1, 2, 3, False, None)
+    assert len(propagation._fields_by_key(names)) == propagation._MAX_REMEMBERED_KEYS
+    # Keys never seen before, past the bound, are still read.
+    late = {"t-BOUND": "4", "P-Bound": "5", "s-bound": "6", "x": "1"}
+    assert parse_trace_headers(late, names) == UpstreamTrace(4, 5, 6, True, None)
