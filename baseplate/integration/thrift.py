@@ -78,6 +78,7 @@ logger = logging.getLogger(__name__)
 
 EDGE_REQUEST_HEADER = b"Edge-Request"
 """The THeader header that carries the edge request context."""
+_EDGE_HEADER_LOWER = EDGE_REQUEST_HEADER.lower()
 
 
 class RequestContext:
@@ -159,11 +160,22 @@ def _headers_of(server_context: Any) -> Mapping[bytes, bytes]:
     return headers if isinstance(headers, Mapping) else {}
 
 
+#: Whether each header key seen so far names the edge header (in any case):
+#: a service sees the same few keys on every call. Bounded, as clients choose them.
+_EDGE_KEYS: dict[object, bool] = {}
+_MAX_EDGE_KEYS = 1024
+
+
 def _edge_header(headers: Mapping[bytes, bytes]) -> bytes | None:
-    wanted = EDGE_REQUEST_HEADER.lower()
     for key, value in headers.items():
-        name = key if isinstance(key, bytes) else str(key).encode("latin-1", "replace")
-        if name.lower() == wanted:
+        try:
+            is_edge = _EDGE_KEYS[key]
+        except KeyError:
+            name = key if isinstance(key, bytes) else str(key).encode("latin-1", "replace")
+            is_edge = name.lower() == _EDGE_HEADER_LOWER
+            if len(_EDGE_KEYS) < _MAX_EDGE_KEYS:
+                _EDGE_KEYS[key] = is_edge
+        if is_edge:
             return value if isinstance(value, bytes) else str(value).encode("latin-1", "replace")
     return None
 
