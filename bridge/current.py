@@ -57,10 +57,18 @@ def enter(
     copy of the context is made, with every key at once: this runs for
     every span.
     """
-    merged = dict(previous)
-    merged[SPAN_KEY] = span
-    merged[OWNER_KEY] = (span, owner)
-    merged[ROUTE_KEY] = route
+    # One dict display each: about twice as fast as copying and setting.
     if suppress_instrumentation:
-        merged.update(_SUPPRESSING)
-    attach(Context(merged))
+        attach(
+            Context(
+                {
+                    **previous,
+                    SPAN_KEY: span,
+                    OWNER_KEY: (span, owner),
+                    ROUTE_KEY: route,
+                    **_SUPPRESSING,
+                }
+            )
+        )
+    else:
+        attach(Context({**previous, SPAN_KEY: span, OWNER_KEY: (span, owner), ROUTE_KEY: route}))
