@@ -13,6 +13,7 @@ the OpenTelemetry API while a facade span is current are adopted as children
 from __future__ import annotations
 
 import logging
+import random
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
@@ -47,6 +48,9 @@ _get_current = current.get_current
 _attach = current.attach
 _enter = current.enter
 _NonRecordingSpan = trace.NonRecordingSpan
+# The random bits of random_id(), called directly for the ids of children:
+# zero, which OpenTelemetry treats as invalid, goes through random_id().
+_getrandbits = random.getrandbits
 #: The trace flags of a span by its sampling decision.
 _FLAGS = {
     True: trace.TraceFlags(trace.TraceFlags.SAMPLED),
@@ -334,10 +338,11 @@ class Span(_NativeSpanOwner):
                 otel_span = self._unrecorded_span(sampled)
             else:
                 otel_span = self._start_otel_span(previous)
+                sampled = otel_span.get_span_context().trace_flags.sampled
             if self.sampled is None and self.export_route is not None:
                 # A new trace that a tracing client sends somewhere: the
                 # decision just made is the one its calls downstream carry.
-                self.sampled = otel_span.get_span_context().trace_flags.sampled
+                self.sampled = sampled
         self._otel_span = otel_span
         self._previous_context = previous
         _enter(previous, otel_span, self, self.export_route, self._suppresses_instrumentation)
@@ -410,7 +415,17 @@ class Span(_NativeSpanOwner):
             # current, and what was current before it is still open.
             now = _get_current()
             if now.get(_OTEL_SPAN_KEY) is otel_span:
-                _attach(_live_context(self._previous_context or otel_context.Context()))
+                previous = self._previous_context
+                parent = self._parent
+                if (
+                    parent is not None
+                    and previous is not None
+                    and not parent._finished
+                    and previous.get(_OTEL_SPAN_KEY) is parent._otel_span
+                ):
+                    _attach(previous)  # the usual case: back to the open parent
+                else:
+                    _attach(_live_context(previous or otel_context.Context()))
             else:
                 target = _live_context(now)
                 if target is not now:
@@ -467,7 +482,13 @@ class Span(_NativeSpanOwner):
                 context.shadow_context_attr("trace", child)
         else:
             child = Span(
-                self.trace_id, self.id, random_id(), self.sampled, self.flags, name, self.context
+                self.trace_id,
+                self.id,
+                _getrandbits(64) or random_id(),
+                self.sampled,
+                self.flags,
+                name,
+                self.context,
             )
         child._parent = self
         child.export_route = self.export_route
