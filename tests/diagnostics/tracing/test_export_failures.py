@@ -7,6 +7,7 @@ refused) and a collector stand-in that takes requests and holds the answers.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -104,4 +105,7 @@ def test_flush_and_shutdown_return_on_time_when_the_collector_does_not_answer(
     assert collector.answered == 0
     assert client.dropped_spans == SPANS_PER_REQUEST
     [warning] = at_least_warnings(caplog)
-    assert "did not take them within 0.5 s of the shutdown" in warning.getMessage()
+    # What was left of the 0.5 s deadline when the route's processor was shut down.
+    waited = re.search(r"did not take them within ([\d.]+) s of the shutdown", warning.getMessage())
+    assert waited is not None
+    assert 0.3 < float(waited.group(1)) <= 0.5
