@@ -1,10 +1,12 @@
 """Parent-based sampling that still records every span.
 
 A span that is not sampled is created as RECORD_ONLY rather than dropped:
-span processors (and through them Baseplate's metrics observer) see every
-request, while exporters, which only take sampled spans, do not. The parent's
-decision always wins over the root ratio, so a sampled parent never gets
-unsampled children.
+span processors (and through them Baseplate's observers, for the spans other
+libraries start) see every request, while exporters, which only take sampled
+spans, do not. The parent's decision always wins over the root ratio, so a
+sampled parent never gets unsampled children. Baseplate's own spans reach
+the SDK only when something reads them (:mod:`bridge.recording`), which
+makes the same decision with :meth:`BaseplateSampler.samples_root`.
 """
 
 from __future__ import annotations

@@ -106,6 +106,10 @@ PROJECTS = {
                 class opentelemetry.sdk.trace.SpanProcessor
                 class opentelemetry.sdk.trace.ReadableSpan
                 class opentelemetry.sdk.trace.Span
+                class opentelemetry.sdk.trace.Event
+            """,
+            "api/attributes.html": """
+                class opentelemetry.attributes.BoundedAttributes
             """,
             "sdk/trace.export.html": """
                 class opentelemetry.sdk.trace.export.SpanExporter
