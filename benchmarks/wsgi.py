@@ -13,7 +13,8 @@ Two servers run, each in its own subprocess, on 127.0.0.1:
   and the observers of a real service: logging, metrics (one statsd datagram
   per request to a UDP socket on 127.0.0.1 that is never read) and tracing
   sampled at 100% (``tracing.sample_rate = 100%``; with no destination
-  configured every span is created and recorded, none is exported).
+  configured, every span is created and sampled but not recorded, since
+  nothing would read the record: see :mod:`bridge.recording`).
 
 `wrk <https://github.com/wg/wrk>`_ (Debian package ``wrk``; ``-t1 -c16``)
 drives each in turn, in alternating rounds of fixed duration after a warm-up.
