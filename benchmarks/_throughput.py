@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -175,6 +175,18 @@ def baseplate_serve(
 
 
 # -- the rounds --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stopped_at_the_end() -> Iterator[dict[str, ServerProcess]]:
+    """A dict for the servers a benchmark starts: each is stopped when the block ends, also
+    when it fails, so that no server outlives its benchmark."""
+    servers: dict[str, ServerProcess] = {}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def measure(server: ServerProcess, load: Callable[[], Result]) -> Result:

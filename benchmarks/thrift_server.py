@@ -71,6 +71,7 @@ from benchmarks._throughput import (
     baseplate_serve,
     report,
     run_rounds,
+    stopped_at_the_end,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -444,8 +445,7 @@ def main(quick: bool = False, with_profile: bool = False) -> None:
         directory = Path(scratch)
         sink_port = sink.getsockname()[1]
         prepare(directory, sink_port)
-        servers: dict[str, ServerProcess] = {}
-        try:
+        with stopped_at_the_end() as servers:
             for kind in KINDS:
                 servers[kind] = baseplate_serve(kind, directory / "bench.ini", kind, directory)
             results = run_rounds(
@@ -455,9 +455,6 @@ def main(quick: bool = False, with_profile: bool = False) -> None:
                 rounds,
                 warm_up,
             )
-        finally:
-            for server in servers.values():
-                server.stop()
 
         report(results)
         if with_profile:

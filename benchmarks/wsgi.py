@@ -54,6 +54,7 @@ from benchmarks._throughput import (
     free_port,
     report,
     run_rounds,
+    stopped_at_the_end,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,8 +230,7 @@ def main(quick: bool = False) -> None:
         ini = directory / "bench.ini"
         ini.write_text(INI.format(sink_port=sink.getsockname()[1]))
         python_path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        servers: dict[str, ServerProcess] = {}
-        try:
+        with stopped_at_the_end() as servers:
             port = free_port()
             servers["bare"] = ServerProcess(
                 "bare",
@@ -251,9 +251,6 @@ def main(quick: bool = False) -> None:
                 rounds,
                 warm_up,
             )
-        finally:
-            for server in servers.values():
-                server.stop()
 
     report(results)
 

@@ -141,14 +141,20 @@ class KeptSpans:
         return True
 
 
+def routed_server_span(route, name, span_id, sampled):
+    """A server span from upstream ids (trace 1, parent 2), sent down ``route``."""
+    provider.add_route(route)
+    server = Baseplate().make_server_span(
+        SimpleNamespace(), name, TraceInfo.from_upstream(1, 2, span_id, sampled, None)
+    )
+    server.export_route = route
+    return server
+
+
 def test_unsampled_spans_of_an_exporting_route_are_current_but_not_recorded(unread):
     kept = KeptSpans()
     route = ExportRoute(kept)
-    provider.add_route(route)
-    server = Baseplate().make_server_span(
-        SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
-    )
-    server.export_route = route
+    server = routed_server_span(route, "handler", 3, sampled=False)
     with server:
         with server.make_child("call") as child:
             current = trace.get_current_span()
@@ -161,11 +167,7 @@ def test_unsampled_spans_of_an_exporting_route_are_current_but_not_recorded(unre
         assert server.otel_span.get_span_context().span_id == 3
     assert kept.names == []
     # The same route's sampled requests are recorded and handed to it.
-    server = Baseplate().make_server_span(
-        SimpleNamespace(), "sampled", TraceInfo.from_upstream(1, 2, 4, True, None)
-    )
-    server.export_route = route
-    with server:
+    with routed_server_span(route, "sampled", 4, sampled=True) as server:
         assert server.otel_span.is_recording()
     assert kept.names == ["sampled"]
 
@@ -173,12 +175,7 @@ def test_unsampled_spans_of_an_exporting_route_are_current_but_not_recorded(unre
 def test_unsampled_spans_are_recorded_for_a_route_that_reads_them(unread):
     """Tail sampling decides on unsampled traces when they end: their spans are recorded."""
     kept = KeptSpans()
-    route = ExportRoute(kept, records_unsampled=True)
-    provider.add_route(route)
-    server = Baseplate().make_server_span(
-        SimpleNamespace(), "handler", TraceInfo.from_upstream(1, 2, 3, False, None)
-    )
-    server.export_route = route
+    server = routed_server_span(ExportRoute(kept, records_unsampled=True), "handler", 3, False)
     with server:
         with server.make_child("call") as child:
             assert child.otel_span.is_recording()
