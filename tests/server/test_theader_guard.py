@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from thrift.protocol.THeaderProtocol import THeaderProtocol
 from thrift.transport.THeaderTransport import (
     THeaderClientType,
@@ -19,6 +21,8 @@ from baseplate.server._theader_guard import (
     MAX_TRANSFORMS,
     GuardedHeaderTransport,
     HeaderFormatError,
+    _plainly_valid,
+    _walk,
     check_header_area,
     missing_hooks,
 )
@@ -177,3 +181,41 @@ def test_the_server_protocol_reads_through_the_guard():
 def test_a_missing_hook_is_named(monkeypatch):
     monkeypatch.delattr(THeaderTransport, HOOK)
     assert missing_hooks() == [f"THeaderTransport.{HOOK}"]
+
+
+# -- the short walk for plain frames ---------------------------------------------------------
+
+
+def area_end(frame: bytes) -> int:
+    return PREAMBLE.size + 4 * PREAMBLE.unpack_from(frame)[3]
+
+
+def the_general_walk_accepts(frame: bytes) -> bool:
+    try:
+        _walk(frame, area_end(frame))
+    except HeaderFormatError:
+        return False
+    return True
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=40))
+def test_the_short_walk_accepts_nothing_the_general_walk_rejects(area):
+    frame = header_frame(area)
+    if _plainly_valid(frame, PREAMBLE.size, area_end(frame)):
+        assert the_general_walk_accepts(frame)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.binary(max_size=20), st.binary(max_size=60), max_size=6))
+def test_the_short_walk_takes_the_frames_thrift_writes(headers):
+    frame = written_frame(headers)
+    assert _plainly_valid(frame, PREAMBLE.size, area_end(frame))
+    assert the_general_walk_accepts(frame)
+
+
+def test_a_count_bomb_is_left_to_the_general_walk():
+    frame = header_frame(b"\x00\x00\x01" + COUNT_2_40)
+    assert not _plainly_valid(frame, PREAMBLE.size, area_end(frame))
+    with pytest.raises(HeaderFormatError, match="the header count"):
+        check_header_area(frame)
