@@ -13,7 +13,6 @@ the OpenTelemetry API while a facade span is current are adopted as children
 from __future__ import annotations
 
 import logging
-import random
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
@@ -48,9 +47,6 @@ _get_current = current.get_current
 _attach = current.attach
 _enter = current.enter
 _NonRecordingSpan = trace.NonRecordingSpan
-# The random bits of random_id(), called directly for the ids of children:
-# zero, which OpenTelemetry treats as invalid, goes through random_id().
-_getrandbits = random.getrandbits
 #: The trace flags of a span by its sampling decision.
 _FLAGS = {
     True: trace.TraceFlags(trace.TraceFlags.SAMPLED),
@@ -482,13 +478,7 @@ class Span(_NativeSpanOwner):
                 context.shadow_context_attr("trace", child)
         else:
             child = Span(
-                self.trace_id,
-                self.id,
-                _getrandbits(64) or random_id(),
-                self.sampled,
-                self.flags,
-                name,
-                self.context,
+                self.trace_id, self.id, random_id(), self.sampled, self.flags, name, self.context
             )
         child._parent = self
         child.export_route = self.export_route

@@ -262,3 +262,13 @@ def test_spans_are_recorded_once_a_processor_reads_them(unread):
     with baseplate.make_server_span(SimpleNamespace(), "after") as after:
         assert after.otel_span.is_recording()
     assert [span.name for span in exporter.get_finished_spans()] == ["after"]
+
+
+def test_child_ids_come_from_random_getrandbits(baseplate, monkeypatch):
+    """Applications' tests (the original's among them) patch it to get known ids."""
+    import random
+
+    server = baseplate.make_server_span(SimpleNamespace(), "handler")
+    monkeypatch.setattr(random, "getrandbits", lambda bits: 0xCAFE)
+    assert server.make_child("call").id == 0xCAFE
+    assert server.make_child("op", local=True, component_name="c").id == 0xCAFE
