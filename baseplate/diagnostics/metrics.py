@@ -320,7 +320,8 @@ class MetricsServerSpanObserver(_DirectCountedSpanObserver, ServerSpanObserver):
             names = self.clients.get(span.name)
             if names is None:
                 names = self.tables.client_names(span.name)
-            span.register(MetricsClientSpanObserver(self.batch, names))
+            # Span.register's own append, without the call: this runs for every child.
+            span.observers.append(MetricsClientSpanObserver(self.batch, names))
         else:
             local_names = self.tables.local_names(component, span.name)
             span.register(MetricsLocalSpanObserver(self.batch, local_names))

@@ -399,5 +399,7 @@ class TraceBaseplateObserver(BaseplateObserver):
 
     def on_server_span_created(self, context: Any, server_span: ServerSpan) -> None:
         """Install the exporter if needed and route the server span to it."""
-        self.tracing_client.install()
-        server_span.export_route = self.tracing_client.route
+        client = self.tracing_client
+        if client.processor is None:
+            client.install()
+        server_span.export_route = client.route
