@@ -40,13 +40,12 @@ if TYPE_CHECKING:
 def records(sampled: bool, route: ExportRoute | None) -> bool:
     """Whether a span with this decision, sent down ``route``, must be recorded.
 
-    Installs the provider first, if that has not happened yet: it decides
-    whether processors outside the bridge read every span, and spans other
-    libraries start under this one need it.
+    :func:`bridge.provider.spans_are_read` installs the provider first, if
+    that has not happened yet: it decides whether processors outside the
+    bridge read every span, and spans other libraries start under this one
+    need it.
     """
-    if state.provider is None:
-        provider.get_tracer_provider()
-    if state.spans_read:
+    if provider.spans_are_read():
         return True
     if route is None:
         return False
