@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from bridge import provider
 from bridge._state import state
-from bridge.ids import ID_LIMIT
 
 if TYPE_CHECKING:
     from bridge.routing import ExportRoute
@@ -55,15 +54,12 @@ def records(sampled: bool, route: ExportRoute | None) -> bool:
 def root_decision(trace_id: int, route: ExportRoute | None) -> bool | None:
     """Whether a new trace with ``trace_id`` is sampled; None when the bridge's sampler is not used.
 
-    The same arithmetic as :meth:`bridge.sampling.BaseplateSampler.should_sample`
-    for a span with no parent: the low 64 bits of the trace id against the
-    route's root ratio, or the sampler's.
+    What :meth:`bridge.sampling.BaseplateSampler.should_sample` decides for
+    a span with no parent (:meth:`~bridge.sampling.BaseplateSampler.samples_root`).
     """
     if state.provider is None:
         provider.get_tracer_provider()
     sampler = state.sampler
     if sampler is None:
         return None
-    if route is not None and route.root_ratio is not None:
-        return (trace_id % ID_LIMIT) < round(route.root_ratio * ID_LIMIT)
-    return sampler.samples_root(trace_id)
+    return sampler.samples_root(trace_id, route)

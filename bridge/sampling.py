@@ -12,6 +12,7 @@ makes the same decision with :meth:`BaseplateSampler.samples_root`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -22,6 +23,9 @@ from opentelemetry.util.types import Attributes
 
 from bridge import creation
 from bridge.ids import ID_LIMIT
+
+if TYPE_CHECKING:
+    from bridge.routing import ExportRoute
 
 _SAMPLED = SamplingResult(Decision.RECORD_AND_SAMPLE)
 _RECORDED = SamplingResult(Decision.RECORD_ONLY)
@@ -71,11 +75,7 @@ class BaseplateSampler(Sampler):
         elif has_parent and not (request is not None and request.decide_as_root):
             sampled = parent.trace_flags.sampled
         else:
-            route = None if request is None else request.route
-            if route is not None and route.root_ratio is not None:
-                sampled = (trace_id % ID_LIMIT) < round(route.root_ratio * ID_LIMIT)
-            else:
-                sampled = (trace_id % ID_LIMIT) < self._bound
+            sampled = self.samples_root(trace_id, None if request is None else request.route)
         state = parent.trace_state if has_parent else trace_state
         if not attributes and (state is None or state is DEFAULT_TRACE_STATE or not state):
             # Results are immutable: share the two common ones.
@@ -84,11 +84,14 @@ class BaseplateSampler(Sampler):
             Decision.RECORD_AND_SAMPLE if sampled else Decision.RECORD_ONLY, attributes, state
         )
 
-    def samples_root(self, trace_id: int) -> bool:
-        """Whether a new trace with ``trace_id`` is sampled at the root ratio.
+    def samples_root(self, trace_id: int, route: ExportRoute | None = None) -> bool:
+        """Whether a new trace with ``trace_id`` is sampled: at ``route``'s root ratio, if it
+        has one, otherwise at the sampler's.
 
         The low 64 bits are random for Baseplate and W3C ids alike.
         """
+        if route is not None and route.root_ratio is not None:
+            return (trace_id % ID_LIMIT) < round(route.root_ratio * ID_LIMIT)
         return (trace_id % ID_LIMIT) < self._bound
 
     def get_description(self) -> str:
