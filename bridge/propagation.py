@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -127,30 +127,29 @@ def _normalize_name(key: str | bytes) -> str | None:
     return key.lower()
 
 
-#: How many distinct header keys each set of names remembers (clients choose the keys).
-_MAX_REMEMBERED_KEYS = 1024
+#: How many distinct header keys each lookup of header keys remembers, the
+#: least recently seen forgotten first: clients choose the keys they send.
+#: A service sees the same few on every request, and every header of every
+#: request is looked up, so each answer is worked out once per key as sent.
+HEADER_KEY_CACHE_SIZE = 1024
 
 
 @functools.cache
-def _fields_by_key(names: HeaderNames) -> dict[str | bytes, tuple[str, str] | None]:
-    """Header key as sent -> (the field it carries, the key as text), or None: filled as seen.
+def _trace_field_lookup(names: HeaderNames) -> Callable[[str | bytes], tuple[str, str] | None]:
+    """The lookup, for ``names``, of a header key as sent: the field it carries and the key as
+    text, or None for other headers."""
 
-    A service sees the same few keys on every request, and each header of
-    each request is looked up: remembering the answer by the key as sent
-    spares decoding and lower-casing it every time.
-    """
-    return {}
+    @functools.lru_cache(maxsize=HEADER_KEY_CACHE_SIZE)
+    def trace_field(key: str | bytes) -> tuple[str, str] | None:
+        normalized = _normalize_name(key)
+        if normalized is None:
+            return None
+        field = _field_by_name(names).get(normalized)
+        if field is None:
+            return None
+        return field, key.decode("ascii") if isinstance(key, bytes) else key
 
-
-def _trace_field(names: HeaderNames, key: str | bytes) -> tuple[str, str] | None:
-    """The field the header ``key`` carries and the key as text; None for other headers."""
-    normalized = _normalize_name(key)
-    if normalized is None:
-        return None
-    field = _field_by_name(names).get(normalized)
-    if field is None:
-        return None
-    return field, key.decode("ascii") if isinstance(key, bytes) else key
+    return trace_field
 
 
 class UpstreamTrace(NamedTuple):
@@ -212,14 +211,9 @@ def parse_trace_headers(headers: HeaderMapping, names: HeaderNames) -> UpstreamT
     undecodable bytes). Keys and values may be ``str`` or ``bytes``.
     """
     found: dict[str, tuple[str, str]] = {}  # field -> (header as sent, decoded value)
-    known = _fields_by_key(names)
+    trace_field = _trace_field_lookup(names)
     for key, raw_value in headers.items():
-        try:
-            named = known[key]
-        except KeyError:
-            named = _trace_field(names, key)
-            if len(known) < _MAX_REMEMBERED_KEYS:
-                known[key] = named
+        named = trace_field(key)
         if named is None:
             continue
         field, header = named
@@ -366,7 +360,7 @@ _W3C = TraceContextTextMapPropagator()
 _W3C_NAMES = frozenset(("traceparent", "tracestate"))
 
 
-@functools.lru_cache(maxsize=1024)  # bounded: clients choose the keys they send
+@functools.lru_cache(maxsize=HEADER_KEY_CACHE_SIZE)
 def _w3c_name(key: str | bytes) -> str | None:
     """``traceparent`` or ``tracestate`` when ``key`` names one (in any case), else None."""
     name = _normalize_name(key)

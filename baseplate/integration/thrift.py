@@ -39,6 +39,7 @@ the handler's own ``TApplicationException``); the connection stays open.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -58,7 +59,7 @@ from baseplate.integration._health_checks import (
     THRIFT_HEALTH_CHECK_METHOD,
     make_health_check_span,
 )
-from bridge.propagation import THRIFT_HEADERS
+from bridge.propagation import HEADER_KEY_CACHE_SIZE, THRIFT_HEADERS
 
 __all__ = [
     "TRACE_HEADER_NAMES",
@@ -160,22 +161,16 @@ def _headers_of(server_context: Any) -> Mapping[bytes, bytes]:
     return headers if isinstance(headers, Mapping) else {}
 
 
-#: Whether each header key seen so far names the edge header (in any case):
-#: a service sees the same few keys on every call. Bounded, as clients choose them.
-_EDGE_KEYS: dict[object, bool] = {}
-_MAX_EDGE_KEYS = 1024
+@functools.lru_cache(maxsize=HEADER_KEY_CACHE_SIZE)
+def _is_edge_key(key: object) -> bool:
+    """Whether the header key, as sent, names the edge header (in any case)."""
+    name = key if isinstance(key, bytes) else str(key).encode("latin-1", "replace")
+    return name.lower() == _EDGE_HEADER_LOWER
 
 
 def _edge_header(headers: Mapping[bytes, bytes]) -> bytes | None:
     for key, value in headers.items():
-        try:
-            is_edge = _EDGE_KEYS[key]
-        except KeyError:
-            name = key if isinstance(key, bytes) else str(key).encode("latin-1", "replace")
-            is_edge = name.lower() == _EDGE_HEADER_LOWER
-            if len(_EDGE_KEYS) < _MAX_EDGE_KEYS:
-                _EDGE_KEYS[key] = is_edge
-        if is_edge:
+        if _is_edge_key(key):
             return value if isinstance(value, bytes) else str(value).encode("latin-1", "replace")
     return None
 

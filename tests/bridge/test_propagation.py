@@ -796,10 +796,11 @@ def test_header_keys_are_remembered_up_to_a_bound():
     names = propagation.HeaderNames(
         trace=("T-Bound",), parent=("P-Bound",), span=("S-Bound",), sampled=("X",), flags=("F",)
     )
-    for index in range(propagation._MAX_REMEMBERED_KEYS + 50):
+    for index in range(propagation.HEADER_KEY_CACHE_SIZE + 50):
         headers = {f"Other-{index}": "x", "T-Bound": "1", "p-bound": "2", "S-BOUND": "3"}
         assert parse_trace_headers(headers, names) == UpstreamTrace(1, 2, 3, False, None)
-    assert len(propagation._fields_by_key(names)) == propagation._MAX_REMEMBERED_KEYS
+    remembered = propagation._trace_field_lookup(names).cache_info().currsize
+    assert remembered == propagation.HEADER_KEY_CACHE_SIZE
     # Keys never seen before, past the bound, are still read.
     late = {"t-BOUND": "4", "P-Bound": "5", "s-bound": "6", "x": "1"}
     assert parse_trace_headers(late, names) == UpstreamTrace(4, 5, 6, True, None)
