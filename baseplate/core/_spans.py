@@ -411,17 +411,7 @@ class Span(_NativeSpanOwner):
             # current, and what was current before it is still open.
             now = _get_current()
             if now.get(_OTEL_SPAN_KEY) is otel_span:
-                previous = self._previous_context
-                parent = self._parent
-                if (
-                    parent is not None
-                    and previous is not None
-                    and not parent._finished
-                    and previous.get(_OTEL_SPAN_KEY) is parent._otel_span
-                ):
-                    _attach(previous)  # the usual case: back to the open parent
-                else:
-                    _attach(_live_context(previous or otel_context.Context()))
+                _attach(_live_context(self._previous_context or otel_context.Context()))
             else:
                 target = _live_context(now)
                 if target is not now:
