@@ -75,6 +75,7 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
     def handle(self: Any) -> Any:
         if self.socket.family in (socket.AF_INET, socket.AF_INET6):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.turns = TurnTaker()
         return base.handle(self)  # type: ignore[attr-defined]
 
     def read_requestline(self: Any) -> Any:
@@ -89,10 +90,7 @@ def _graceful_handler(base: type, tracker: ConnectionTracker) -> type:
         if result is True:
             if tracker.stopping:
                 return None  # answered; close instead of waiting for another request
-            turns = self.__dict__.get("_turns")
-            if turns is None:
-                turns = self._turns = TurnTaker()
-            turns.request_done()
+            self.turns.request_done()
         return result
 
     return type(
